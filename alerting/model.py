@@ -1,0 +1,80 @@
+"""Alerts: labels + annotations + state, as in Prometheus and Alertmanager.
+
+States: ``pending`` (condition true, ``for`` not yet elapsed), ``firing``, ``resolved``. The fingerprint
+is a hash of the labels. Times are ms since the epoch; the API shape uses RFC 3339 strings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from collectors.samples import fingerprint
+
+
+def rfc3339(ms: int | None) -> str | None:
+    """``1732270000123`` -> ``"2024-11-22T10:06:40.123Z"``; None stays None."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_rfc3339(text: str) -> int:
+    """The inverse of :func:`rfc3339`: ms since the epoch."""
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+@dataclass
+class Alert:
+    """One alert instance.
+
+    ``node``: the topology node it is about (its ``job`` label); ``signal``: the golden signal it
+    watches; ``value``: the latest value of the expression; ``baseline``/``observed``/``score``: the
+    detector's explanation when one exists (NaN otherwise); ``max_score``: highest score while active.
+    """
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    state: str
+    active_at_ms: int
+    value: float
+    signal: str = ""
+    baseline: float = math.nan
+    observed: float = math.nan
+    score: float = math.nan
+    max_score: float = math.nan
+    fired_at_ms: int | None = None
+    resolved_at_ms: int | None = None
+    fingerprint: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.fingerprint = self.fingerprint or fingerprint(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def node(self) -> str:
+        return self.labels.get("job", "")
+
+    def to_api(self) -> dict:
+        """The shape of Alertmanager's API v2 ``GettableAlert`` plus OpsWatch's evidence fields."""
+        return {
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "state": self.state,
+            "activeAt": rfc3339(self.active_at_ms),
+            "startsAt": rfc3339(self.fired_at_ms or self.active_at_ms),
+            "endsAt": rfc3339(self.resolved_at_ms),
+            "value": _num(self.value),
+            "fingerprint": self.fingerprint,
+            "evidence": {"signal": self.signal, "baseline": _num(self.baseline),
+                         "observed": _num(self.observed), "score": _num(self.max_score)},
+        }
+
+
+def _num(x: float) -> float | None:
+    """JSON has no NaN: NaN becomes null."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -1,0 +1,83 @@
+"""Golden signals per job, derived from the raw series a scrape stores.
+
+For each ``job`` at an evaluation time ``now`` over a window ``w`` (seconds), like the recording rules
+an SRE would write:
+
+=======================  =====================================================================================
+``request_rate``         ``sum by (job) (rate(http_requests_total[w]))``, requests/s
+``error_ratio``          ``sum by (job) (rate(http_requests_total{code=~"5.."}[w])) / request_rate``, 0..1
+``latency_p99_seconds``  ``histogram_quantile(0.99, sum by (job, le) (rate(http_request_duration_seconds_bucket[w])))``
+``saturation_ratio``     ``rate(worker_busy_seconds_total[w]) / worker_pool_size``, 0..1
+``up``                   the last ``up`` sample (1 scraped fine, 0 down)
+=======================  =====================================================================================
+
+A signal with no data (no traffic, too few samples) is NaN. So is a rate-based signal whose series do not
+yet cover ``MIN_COVERAGE`` of the window (a target scraped for 5 s of a 30 s window): a tail quantile
+over a short window is biased low, and a baseline learned from it would page as the window fills.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from storage.base import Store
+from storage.functions import histogram_quantile, rate
+
+SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "saturation_ratio", "up")
+"""Signal names, in display order."""
+
+MIN_COVERAGE = 0.75
+"""Fraction of the window a series must span before its rate counts."""
+
+RECORDED_NAME = "job:{signal}"
+"""Metric name under which a signal is written back to the store (recording-rule style)."""
+
+
+def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> dict[str, dict[str, float]]:
+    """Evaluate every signal for every job at ``now_ms``.
+
+    :returns: ``{job: {signal: value}}`` for each job that has an ``up`` series in the window.
+    """
+    start = now_ms - int(window_seconds * 1000)
+
+    def series(name: str, **matchers):
+        return store.select(name, matchers or None, start, now_ms)
+
+    def covered(ts) -> bool:
+        span_ms = (ts.values.index[-1] - ts.values.index[0]).total_seconds() * 1000
+        return span_ms >= MIN_COVERAGE * (now_ms - start)
+
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {s: math.nan for s in SIGNALS})
+    for ts in series("up"):
+        out[ts.labels["job"]]["up"] = float(ts.values.iloc[-1])
+
+    requests: dict[str, float] = defaultdict(float)
+    errors: dict[str, float] = defaultdict(float)
+    for ts in filter(covered, series("http_requests_total")):
+        r = rate(ts.values)
+        if math.isnan(r):
+            continue
+        job = ts.labels.get("job", "")
+        requests[job] += r
+        if ts.labels.get("code", "").startswith("5"):
+            errors[job] += r
+    for job, r in requests.items():
+        out[job]["request_rate"] = r
+        out[job]["error_ratio"] = errors[job] / r if r > 0 else math.nan
+
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for ts in filter(covered, series("http_request_duration_seconds_bucket")):
+        r = rate(ts.values)
+        if not math.isnan(r):
+            buckets[ts.labels.get("job", "")][float(ts.labels["le"])] += r
+    for job, b in buckets.items():
+        out[job]["latency_p99_seconds"] = histogram_quantile(0.99, b)
+
+    pool = {ts.labels.get("job", ""): float(ts.values.iloc[-1]) for ts in series("worker_pool_size")}
+    for ts in filter(covered, series("worker_busy_seconds_total")):
+        job = ts.labels.get("job", "")
+        busy = rate(ts.values)
+        if pool.get(job, 0) > 0 and not math.isnan(busy):
+            out[job]["saturation_ratio"] = min(1.0, busy / pool[job])
+    return dict(out)

@@ -1,0 +1,77 @@
+"""The ``opswatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import load_config
+from .errors import ConfigError
+
+
+def _list_faults(as_json: bool) -> int:
+    from sample_platform.faults import FAULT_KINDS, valid_targets
+
+    kinds = {k: valid_targets(k) for k in FAULT_KINDS}
+    if as_json:
+        print(json.dumps({"kinds": kinds}, indent=2))
+    else:
+        for name, kind in FAULT_KINDS.items():
+            print(f"{name:<12} {kind.description}\n{'':<12} targets: {', '.join(kinds[name])}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import FaultPlan, run_demo
+
+    if args.list_faults:
+        return _list_faults(args.json)
+    config = load_config(args.config, data_dir=args.data_dir, scrape_interval=args.scrape_interval)
+    fault = FaultPlan.parse(args.fault, args.fault_at, args.fault_for) if args.fault else None
+    try:
+        summary = asyncio.run(run_demo(config, args.port, args.duration, fault, args.summary, args.rate, args.seed))
+    except KeyboardInterrupt:
+        return 0
+    if args.duration:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opswatch", description="Observability and AIOps monitoring.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the reference platform monitored live, wall screen on :8050")
+    demo.add_argument("--config", type=Path, help="YAML configuration (see opswatch/config.py)")
+    demo.add_argument("--port", type=int, default=8050, help="wall screen and API port (default 8050)")
+    demo.add_argument("--data-dir", type=Path, help="store, reports and fault log (default ./data)")
+    demo.add_argument("--duration", type=float, help="run headless for this many seconds, then exit")
+    demo.add_argument("--fault", metavar="KIND:TARGET", help="inject this fault, e.g. latency:postgres")
+    demo.add_argument("--fault-at", type=float, default=120.0, metavar="SECONDS", help="offset of the fault")
+    demo.add_argument("--fault-for", type=float, default=60.0, metavar="SECONDS", help="length of the fault")
+    demo.add_argument("--summary", type=Path, metavar="PATH", help="write the JSON summary here on exit")
+    demo.add_argument("--scrape-interval", help="e.g. 5s (default) or 1s for quick scripted runs")
+    demo.add_argument("--rate", type=float, default=20.0, help="platform traffic, requests/s (default 20)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the platform's randomness")
+    demo.add_argument("--list-faults", action="store_true", help="print fault kinds and their valid targets")
+    demo.add_argument("--json", action="store_true", help="with --list-faults: JSON output")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"opswatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

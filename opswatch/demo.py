@@ -1,0 +1,175 @@
+"""``opswatch demo``: the reference platform, monitored live by the whole pipeline, with a wall screen.
+
+The platform runs as a child process in its own process group (``python -m sample_platform run``); it
+writes the address of every node to a ports file, which becomes the scrape targets. With ``--duration``
+the demo runs headless for that long, optionally injecting one fault through the platform's control
+API, and writes a JSON summary on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from collectors.scrape import Target
+
+from .config import OpsWatchConfig
+from .pipeline import Pipeline, targets_from_config
+from .server import create_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaultPlan:
+    """Inject ``kind`` into ``target`` at ``at_seconds`` after start, for ``for_seconds``."""
+
+    kind: str
+    target: str
+    at_seconds: float
+    for_seconds: float
+
+    @classmethod
+    def parse(cls, spec: str, at_seconds: float, for_seconds: float) -> "FaultPlan":
+        """``"latency:postgres"`` -> a plan; raises ValueError naming the valid kinds and targets."""
+        from sample_platform.faults import FAULT_KINDS, valid_targets
+
+        kind, sep, target = spec.partition(":")
+        if not sep or kind not in FAULT_KINDS:
+            raise ValueError(f"--fault {spec!r}: write KIND:TARGET with KIND one of {', '.join(FAULT_KINDS)}")
+        if target not in valid_targets(kind):
+            raise ValueError(f"--fault {spec!r}: target must be one of {', '.join(valid_targets(kind))}")
+        return cls(kind, target, at_seconds, for_seconds)
+
+
+class PlatformProcess:
+    """The reference platform as a child process; always stopped by :meth:`stop` (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, data_dir: Path, rate: float, seed: int):
+        self.ports_file = data_dir / "platform.json"
+        self.faults_log = data_dir / "faults.jsonl"
+        self.ports_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sample_platform", "run", "--ports-file", str(self.ports_file),
+             "--faults-log", str(self.faults_log), "--rate", str(rate), "--seed", str(seed)],
+            start_new_session=True,
+        )
+        self.info: dict = {}
+
+    async def wait_ready(self, timeout_seconds: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout_seconds
+        while not self.ports_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the reference platform exited with status {self.proc.returncode} at start-up")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the reference platform did not write {self.ports_file} in {timeout_seconds:g}s")
+            await asyncio.sleep(0.1)
+        self.info = json.loads(self.ports_file.read_text())
+        return self.info
+
+    def targets(self) -> list[Target]:
+        return [Target(job, url.rstrip("/") + "/metrics") for job, url in self.info["nodes"].items()]
+
+    async def inject(self, plan: FaultPlan) -> dict:
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.post(f"{self.info['control']}/faults", json={
+                "kind": plan.kind, "target": plan.target, "duration_seconds": plan.for_seconds})
+            r.raise_for_status()
+            return r.json()
+
+    async def faults(self) -> list[dict]:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return (await client.get(f"{self.info['control']}/faults")).json()["faults"]
+        except (httpx.HTTPError, KeyError, ValueError):  # platform already gone: fall back to the JSONL file
+            if not self.faults_log.exists():
+                return []
+            return [json.loads(line) for line in self.faults_log.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+
+
+def summarize(pipeline: Pipeline, faults: list[dict]) -> dict:
+    """The JSON summary written by ``--summary``."""
+    return {
+        "faults": [{k: f[k] for k in ("kind", "target", "start", "end")} for f in faults],
+        "incidents": [
+            {"id": i["id"], "opened_at": i["opened_at"], "status": i["status"],
+             "root_causes": [c["node"] for c in i["root_causes"]],
+             "impacted_businesses": i["impacted_businesses"], "alerts": len(i["alerts"]), "report": i["report"]}
+            for i in sorted(pipeline.snapshot.incidents, key=lambda i: i["opened_at"])
+        ],
+        "notifications": pipeline.dispatcher.sent,
+    }
+
+
+async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fault: FaultPlan | None,
+                   summary_path: Path | None, rate: float, seed: int) -> dict:
+    """Run the demo; returns the summary. Stops after ``duration`` seconds, or on cancellation."""
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    platform = PlatformProcess(data_dir, rate, seed)
+    pipeline = server = web = None
+    tasks: list[asyncio.Task] = []
+    try:
+        await platform.wait_ready()
+        pipeline = Pipeline(config, platform.targets() + targets_from_config(config))
+        server = create_server(pipeline, "127.0.0.1", port)
+        web = asyncio.create_task(server.serve(), name="web")
+        tasks = [asyncio.create_task(pipeline.run(), name="pipeline")]
+        log.warning("OpsWatch demo: wall screen on http://127.0.0.1:%d  (API: /api/v1/incidents)", port)
+        if fault:
+            tasks.append(asyncio.create_task(_inject_later(platform, fault), name="fault"))
+        waiter = asyncio.create_task(asyncio.sleep(duration) if duration else asyncio.Event().wait())
+        done, _ = await asyncio.wait([waiter, web, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not waiter and t.exception() is not None:
+                raise t.exception()
+        if web.done():
+            raise RuntimeError(f"the web server stopped; is port {port} already in use?")
+        return await _finish(pipeline, platform, summary_path)
+    finally:
+        if web is not None:  # let uvicorn close its connections itself
+            server.should_exit = True
+            await asyncio.wait([web], timeout=5)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        platform.stop()
+        if pipeline is not None:
+            pipeline.close()
+
+
+async def _inject_later(platform: PlatformProcess, plan: FaultPlan) -> None:
+    await asyncio.sleep(plan.at_seconds)
+    record = await platform.inject(plan)
+    log.warning("injected fault %s into %s from %s to %s", record["kind"], record["target"], record["start"], record["end"])
+
+
+async def _finish(pipeline: Pipeline, platform: PlatformProcess, summary_path: Path | None) -> dict:
+    await pipeline.dispatcher.drain()
+    summary = summarize(pipeline, await platform.faults())
+    if summary_path:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,23 @@
+"""Prometheus duration strings: ``1h30m``, ``15s``, ``500ms``, ``2d`` -> seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a Prometheus duration (``"1m30s"`` -> 90.0); a bare number is seconds.
+
+    :raises ValueError: naming the text and the accepted form.
+    """
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"duration {text!r} is negative")
+        return float(text)
+    s = str(text).strip()
+    if not s or _PART.sub("", s) != "":
+        raise ValueError(f"duration {text!r} is not like 15s, 1m30s, 500ms, 2h (units ms s m h d w y)")
+    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))

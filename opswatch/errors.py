@@ -1,0 +1,35 @@
+"""The OpsWatch exception hierarchy.
+
+    OpsWatchError
+     ├── ConfigError        a configuration file or value is invalid (names the file, key and fix)
+     ├── ScrapeError        a target could not be scraped (connection, timeout, HTTP status)
+     ├── ParseError         an exposition page is malformed (names the line)
+     ├── StorageError       the time-series store failed
+     └── NotFittedError     a detector was asked to score before it had a baseline
+
+Third-party errors are translated into these at the package boundary, with ``raise ... from``.
+"""
+
+
+class OpsWatchError(Exception):
+    """Base class of every error OpsWatch raises on purpose."""
+
+
+class ConfigError(OpsWatchError, ValueError):
+    """A configuration value is invalid; the message names the file, the key and the fix."""
+
+
+class ScrapeError(OpsWatchError):
+    """A target could not be scraped: connection refused, timeout, or a non-2xx HTTP status."""
+
+
+class ParseError(OpsWatchError, ValueError):
+    """An exposition page could not be parsed; the message quotes the offending line."""
+
+
+class StorageError(OpsWatchError):
+    """The time-series store could not read or write."""
+
+
+class NotFittedError(OpsWatchError, RuntimeError):
+    """A detector was asked to score before it has seen enough points to form a baseline."""

@@ -1,0 +1,147 @@
+"""Wiring the stages together: scrape -> store -> golden signals -> detectors -> rules -> alerts ->
+incidents (grouping + root cause) -> reports and notifications.
+
+:meth:`Pipeline.evaluate` is one synchronous evaluation at an explicit time, so tests drive it without
+sleeping; :meth:`Pipeline.run` runs the scrape loop, the evaluation loop and the notification worker.
+Readers (REST API, wall screen) use :attr:`Pipeline.snapshot`, replaced whole after every evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from alerting.incidents import Incident, IncidentManager
+from alerting.lifecycle import AlertTracker
+from alerting.notify import LogNotifier, NotificationDispatcher, WebhookNotifier, webhook_payload
+from alerting.report import build_report, write_report
+from alerting.rules import DEFAULT_RULES, load_rules
+from collectors.samples import Sample
+from collectors.scrape import ScrapeManager, ScrapeMetrics, Target
+from detection.engine import ScoringEngine
+from detection.signals import RECORDED_NAME, compute_golden_signals
+from storage.sqlite import SQLiteStore
+from topology.graph import REFERENCE_PLATFORM, Topology
+
+from .config import OpsWatchConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What readers see, as of ``evaluated_at_ms``: JSON-ready dicts only."""
+
+    evaluated_at_ms: int | None = None
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    alerts: list[dict] = field(default_factory=list)
+    incidents: list[dict] = field(default_factory=list)
+    targets: list[dict] = field(default_factory=list)
+
+
+def targets_from_config(config: OpsWatchConfig) -> list[Target]:
+    """Targets of the ``scrape_configs`` section."""
+    return [Target(sc.job_name, f"{sc.scheme}://{addr}{sc.metrics_path}")
+            for sc in config.scrape_configs for static in sc.static_configs for addr in static.targets]
+
+
+class Pipeline:
+    """The whole monitoring pipeline over a list of targets.
+
+    :param config: validated configuration; :param targets: what to scrape;
+    :param clock: seconds since the epoch (injected in tests); :param registry: OpsWatch's own metrics.
+    """
+
+    def __init__(self, config: OpsWatchConfig, targets: list[Target], clock: Callable[[], float] = time.time,
+                 registry: CollectorRegistry | None = None):
+        self.config, self.clock = config, clock
+        self.registry = registry or CollectorRegistry()
+        self.data_dir = Path(config.data_dir)
+        self.reports_dir = self.data_dir / "reports"
+        self.store = SQLiteStore(self.data_dir / "opswatch.db")
+        self.topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
+        self.rules = load_rules(config.rules_file or DEFAULT_RULES)
+        self.scraper = ScrapeManager(targets, self.store.append, config.scrape_interval, config.scrape_timeout,
+                                     clock, ScrapeMetrics(self.registry))
+        self.engine = ScoringEngine(config.detection.window, config.detection.min_points)
+        self.tracker = AlertTracker()
+        self.incidents = IncidentManager(self.topology, int(config.resolve_after * 1000),
+                                         onset_tolerance_ms=int(2 * config.evaluation_seconds * 1000))
+        receivers = [LogNotifier()] + [WebhookNotifier(r.name, r.webhook_url, r.timeout) for r in config.receivers]
+        self.dispatcher = NotificationDispatcher(receivers, self.registry)
+        self.snapshot = Snapshot()
+        self.outbox: list[dict] = []  # notifications of the last evaluations, handed to the dispatcher
+        self._incident_views: dict[str, dict] = {}
+        self._eval_duration = Histogram("opswatch_evaluation_duration_seconds",
+                                        "Time of one evaluation (signals, detectors, rules, incidents).",
+                                        registry=self.registry)
+
+    def evaluate(self, now_ms: int | None = None) -> list[Incident]:
+        """One evaluation at ``now_ms`` (default: the clock). Returns the incidents that changed."""
+        now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
+        with self._eval_duration.time():
+            signals = compute_golden_signals(self.store, now_ms, self.config.rate_window)
+            scores = self.engine.update(now_ms, signals)
+            self._record(now_ms, signals, scores)
+            conditions = [(c, rule.for_ms) for rule in self.rules for c in rule.evaluate(signals, scores)]
+            self.tracker.update(now_ms, conditions)
+            changed = self.incidents.update(now_ms, self.tracker.alerts)
+            for incident in changed:
+                self._publish(incident)
+            self._snapshot(now_ms, signals, scores)
+        return changed
+
+    def _record(self, now_ms: int, signals: dict, scores: dict) -> None:
+        """Write the signals and scores back to the store, like recording rules."""
+        samples = [Sample(RECORDED_NAME.format(signal=s), {"job": job}, now_ms, v)
+                   for job, values in signals.items() for s, v in values.items() if not math.isnan(v)]
+        samples += [Sample("opswatch_anomaly_score", {"job": job, "signal": s}, now_ms, sc.score)
+                    for (job, s), sc in scores.items() if not math.isnan(sc.score)]
+        self.store.append(samples)
+
+    def _publish(self, incident: Incident) -> None:
+        report = build_report(incident, self.tracker.alerts)
+        path = write_report(report, self.reports_dir)
+        self._incident_views[incident.id] = {**report, "report": str(path)}
+        self.outbox.append(webhook_payload(incident, self.tracker.alerts, "", self.config.external_url, str(path)))
+
+    def _snapshot(self, now_ms: int, signals: dict, scores: dict) -> None:
+        self.snapshot = Snapshot(
+            evaluated_at_ms=now_ms,
+            signals={j: dict(v) for j, v in signals.items()},
+            scores={j: {s: sc.score for (jj, s), sc in self.engine.latest.items() if jj == j} for j in signals},
+            alerts=[a.to_api() for a in self.tracker.alerts.values()],
+            incidents=[v for v in self._incident_views.values() if v["status"] != "merged"],
+            targets=[vars(h).copy() for h in self.scraper.health.values()],
+        )
+
+    async def _evaluation_loop(self) -> None:
+        interval = self.config.evaluation_seconds
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += interval
+            try:
+                await asyncio.to_thread(self.evaluate)
+            except Exception:  # one bad evaluation must not stop monitoring
+                log.exception("evaluation failed; continuing with the next one")
+            # The dispatcher's queue belongs to the event loop: submit from here, not from the worker.
+            outbox, self.outbox = self.outbox, []
+            for payload in outbox:
+                self.dispatcher.submit(payload)
+
+    async def run(self) -> None:
+        """Scrape, evaluate and notify until cancelled."""
+        await asyncio.gather(self.scraper.run(), self._evaluation_loop(), self.dispatcher.run())
+
+    def close(self) -> None:
+        self.store.close()

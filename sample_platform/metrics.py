@@ -1,0 +1,79 @@
+"""Golden-signal instrumentation shared by every node (one CollectorRegistry per node).
+
+Metric names (identical on every node, so one query works for all jobs):
+
+- ``http_requests_total{route, method, code}`` counter, server side; ``route`` is
+  the route template (e.g. ``/users/{user_id}``), ``code`` the status code string.
+  ``/metrics`` itself is never counted.
+- ``http_request_duration_seconds{route, method}`` histogram, seconds.
+- ``http_requests_in_flight`` gauge.
+- ``http_client_requests_total{downstream, code}`` counter; ``code`` is the status
+  code string, ``timeout`` or ``connect_error``.
+- ``http_client_request_duration_seconds{downstream}`` histogram, seconds.
+- ``worker_pool_size`` gauge (slots) and ``worker_busy_seconds_total`` counter
+  (slot-seconds occupied), so saturation = ``rate(worker_busy_seconds_total[1m])
+  / worker_pool_size`` (0..1).
+
+Node-specific extras (infra and business metrics) are registered on
+``NodeMetrics.registry`` by the node itself.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .pool import WorkerPool
+
+#: Histogram buckets (seconds) used for every duration histogram: 1 ms .. 10 s.
+DURATION_BUCKETS: tuple[float, ...] = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _BusyCollector:
+    """Exposes ``worker_busy_seconds_total`` computed from the pool at scrape time."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "worker_busy_seconds",
+            "Slot-seconds the node's worker pool slots were occupied.",
+            value=self._pool.busy_seconds(),
+        )
+
+
+class NodeMetrics:
+    """The standard metrics of one node, in a fresh registry.
+
+    Attributes: ``registry``, ``requests``, ``request_duration``, ``in_flight``,
+    ``client_requests``, ``client_duration``, ``pool_size``.
+    """
+
+    def __init__(self, pool: WorkerPool) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests_total", "HTTP requests handled, by route template and status code.",
+                                ["route", "method", "code"], registry=r)
+        self.request_duration = Histogram("http_request_duration_seconds",
+                                          "Server-side HTTP request latency in seconds.",
+                                          ["route", "method"], buckets=DURATION_BUCKETS, registry=r)
+        self.in_flight = Gauge("http_requests_in_flight", "HTTP requests being handled now.", registry=r)
+        self.client_requests = Counter("http_client_requests_total",
+                                       "Outgoing HTTP requests to downstream nodes, by status code "
+                                       "(or timeout / connect_error).",
+                                       ["downstream", "code"], registry=r)
+        self.client_duration = Histogram("http_client_request_duration_seconds",
+                                         "Client-side latency of outgoing HTTP requests in seconds.",
+                                         ["downstream"], buckets=DURATION_BUCKETS, registry=r)
+        self.pool_size = Gauge("worker_pool_size", "Worker pool slots of this node.", registry=r)
+        self.pool_size.set(pool.size)
+        r.register(_BusyCollector(pool))
+
+    def render(self) -> bytes:
+        """Prometheus text exposition of this node's registry."""
+        return generate_latest(self.registry)

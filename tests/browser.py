@@ -1,0 +1,33 @@
+"""Headless Debian Chromium driven by Selenium with Debian's chromedriver (no driver downloads)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium(width: int = 1920, height: int = 1080) -> webdriver.Chrome:
+    """A headless Chromium; raises (never skips) when Chromium or chromedriver is missing:
+    `make test` installs them (Debian packages chromium and chromium-driver)."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(path) is None:
+            raise RuntimeError(f"{path} is missing: run `make test` (it installs chromium and chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--window-size={width},{height}", f"--user-data-dir={tempfile.mkdtemp(prefix='opswatch-chromium-')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def console_errors(driver: webdriver.Chrome) -> list[dict]:
+    """Browser console entries of level SEVERE."""
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
