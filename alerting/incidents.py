@@ -74,6 +74,9 @@ class IncidentManager:
         self.incidents: dict[str, Incident] = {}
         self._closure = {n: nx.descendants(topology.graph, n) | nx.ancestors(topology.graph, n) | {n}
                          for n in topology.graph}
+        # Dependencies before dependants: of several alerts firing together, the deepest opens the incident
+        # and the others join it, instead of each opening one that is merged a moment later.
+        self._dependency_order = {n: i for i, n in enumerate(reversed(list(nx.topological_sort(topology.graph))))}
         self._counter = 0
 
     def _related(self, node: str, incident: Incident) -> bool:
@@ -101,7 +104,7 @@ class IncidentManager:
         :returns: the incidents that changed (opened, grew, merged, re-ranked or resolved).
         """
         changed: dict[str, Incident] = {}
-        for alert in sorted(alerts.values(), key=lambda a: a.active_at_ms):
+        for alert in sorted(alerts.values(), key=lambda a: (self._dependency_order.get(a.node, -1), a.active_at_ms)):
             if alert.state != "firing":
                 continue
             owner = self.incident_of(alert.fingerprint)

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +27,11 @@ def _list_faults(as_json: bool) -> int:
     return 0
 
 
+def _interrupt(signum, frame):
+    # Re-raise as SIGINT: asyncio.run then cancels the demo's main task, whose clean-up stops the platform.
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import FaultPlan, run_demo
 
@@ -32,6 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
         return _list_faults(args.json)
     config = load_config(args.config, data_dir=args.data_dir, scrape_interval=args.scrape_interval)
     fault = FaultPlan.parse(args.fault, args.fault_at, args.fault_for) if args.fault else None
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo as cleanly as Ctrl-C
     try:
         summary = asyncio.run(run_demo(config, args.port, args.duration, fault, args.summary, args.rate, args.seed))
     except KeyboardInterrupt:

@@ -61,7 +61,7 @@ class PlatformProcess:
         self.ports_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sample_platform", "run", "--ports-file", str(self.ports_file),
-             "--faults-log", str(self.faults_log), "--rate", str(rate), "--seed", str(seed)],
+             "--faults-log", str(self.faults_log), "--rate", str(rate), "--seed", str(seed), "--exit-with-parent"],
             start_new_session=True,
         )
         self.info: dict = {}
@@ -145,8 +145,7 @@ async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fa
         for t in done:
             if t is not waiter and t.exception() is not None:
                 raise t.exception()
-        if web.done():
-            raise RuntimeError(f"the web server stopped; is port {port} already in use?")
+        # uvicorn handles SIGINT/SIGTERM itself: the web task ending without error is a stop request.
         return await _finish(pipeline, platform, summary_path)
     finally:
         if web is not None:  # let uvicorn close its connections itself

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--rate", type=float, default=20.0, help="traffic in requests/s (0 = none; default 20)")
     run_p.add_argument("--seed", type=int, default=1, help="RNG seed (default 1)")
     run_p.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    run_p.add_argument("--exit-with-parent", action="store_true",
+                       help="stop when the parent process exits (for platforms started by opswatch demo)")
     args = parser.parse_args(argv)
     if args.rate < 0:
         parser.error("--rate must be >= 0")
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import run
 
     disable_created_metrics()
-    return run(args.ports_file, args.faults_log, rate=args.rate, seed=args.seed)
+    return run(args.ports_file, args.faults_log, rate=args.rate, seed=args.seed, exit_with_parent=args.exit_with_parent)
 
 
 if __name__ == "__main__":

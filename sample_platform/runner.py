@@ -162,13 +162,25 @@ def write_ports_file(path: str | os.PathLike[str], info: dict[str, Any]) -> None
     os.replace(tmp, path)
 
 
+async def _watch_parent(stop: asyncio.Event, interval_seconds: float = 1.0) -> None:
+    """Set ``stop`` once the parent process is gone (we were re-parented), so a platform started by a
+    process that was SIGKILLed does not run on forever."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(interval_seconds)
+    log.warning("parent process %d is gone; stopping", parent)
+    stop.set()
+
+
 async def serve_until_signal(ports_file: str | os.PathLike[str], faults_log: str | os.PathLike[str],
-                             rate: float = 20.0, seed: int = 1) -> int:
-    """Run the platform until SIGINT/SIGTERM; returns the process exit code (0)."""
+                             rate: float = 20.0, seed: int = 1, exit_with_parent: bool = False) -> int:
+    """Run the platform until SIGINT/SIGTERM (or, with ``exit_with_parent``, until the parent process
+    exits); returns the process exit code (0)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
         async with Platform(rate=rate, seed=seed, faults_log=faults_log) as p:
             write_ports_file(ports_file, p.ports_info())
@@ -177,6 +189,8 @@ async def serve_until_signal(ports_file: str | os.PathLike[str], faults_log: str
             await stop.wait()
             log.info("sample_platform stopping")
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
@@ -184,6 +198,6 @@ async def serve_until_signal(ports_file: str | os.PathLike[str], faults_log: str
 
 
 def run(ports_file: str | os.PathLike[str], faults_log: str | os.PathLike[str],
-        rate: float = 20.0, seed: int = 1) -> int:
+        rate: float = 20.0, seed: int = 1, exit_with_parent: bool = False) -> int:
     """Blocking entry point used by ``python -m sample_platform run``; returns the exit code."""
-    return asyncio.run(serve_until_signal(ports_file, faults_log, rate, seed))
+    return asyncio.run(serve_until_signal(ports_file, faults_log, rate, seed, exit_with_parent))
