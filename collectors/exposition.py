@@ -1,12 +1,21 @@
 """Parsing Prometheus text exposition format 0.0.4 into samples.
 
 Uses prometheus-client's parser (``prometheus_client.parser.text_string_to_metric_families``), which
-follows https://prometheus.io/docs/instrumenting/exposition_formats/ . Its errors are translated into
-:class:`opswatch.errors.ParseError` naming the offending line.
+follows https://prometheus.io/docs/instrumenting/exposition_formats/ , with two corrections so the result
+is what Prometheus itself stores:
+
+* the parser appends ``_total`` to a counter declared without it (OpenMetrics naming); Prometheus keeps
+  the name written on the page, and so do we;
+* label clashes with the target labels are resolved as Prometheus does without ``honor_labels``: the
+  page's value moves to ``exported_<name>`` (``exported_exported_<name>`` if that is taken, and so on).
+
+Its errors are translated into :class:`opswatch.errors.ParseError` naming the offending line.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +23,30 @@ from prometheus_client.parser import text_string_to_metric_families
 from opswatch.errors import ParseError
 
 from .samples import Sample
+
+_BARE_COUNTER = re.compile(r"^#\s*TYPE\s+(\S+)\s+counter\s*$", re.MULTILINE)
+_MAX_MS = 2**63 - 1
+
+
+def _first_bad_line(text: str) -> str:
+    """The first line that fails to parse on its own, as ``line N: '...'``; empty when none does."""
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            for family in text_string_to_metric_families(line + "\n"):
+                for sample in family.samples:
+                    _timestamp_ms(sample.timestamp, 0)
+        except Exception:  # noqa: BLE001 - the parser raises bare ValueError, IndexError, TypeError...
+            return f"line {number}: {line!r}"
+    return ""
+
+
+def _timestamp_ms(seconds: float | None, default_ms: int) -> int:
+    if seconds is None:
+        return default_ms
+    ms = float(seconds) * 1000
+    if not math.isfinite(ms) or abs(ms) > _MAX_MS:
+        raise ValueError(f"timestamp {seconds!r} is not a finite time in ms that fits in 64 bits")
+    return int(ms)
 
 
 def parse_text(
@@ -29,17 +62,25 @@ def parse_text(
     :raises ParseError: when the page is malformed; the message quotes the first bad line.
     """
     extra = dict(extra_labels or {})
+    bare_counters = {name for name in _BARE_COUNTER.findall(text) if not name.endswith("_total")}
     samples: list[Sample] = []
     try:
         for family in text_string_to_metric_families(text):
             for s in family.samples:
+                name = s.name
+                if name.endswith("_total") and name[:-6] in bare_counters:
+                    name = name[:-6]
                 labels = dict(s.labels)
-                for name, value in extra.items():
-                    if name in labels:
-                        labels["exported_" + name] = labels[name]
-                    labels[name] = value
-                ts = int(s.timestamp * 1000) if s.timestamp is not None else scrape_timestamp_ms
-                samples.append(Sample(s.name, labels, ts, float(s.value)))
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ParseError(f"malformed exposition page: {exc}") from exc
+                for label, value in extra.items():
+                    if label in labels:
+                        exported = "exported_" + label
+                        while exported in labels:
+                            exported = "exported_" + exported
+                        labels[exported] = labels[label]
+                    labels[label] = value
+                samples.append(Sample(name, labels, _timestamp_ms(s.timestamp, scrape_timestamp_ms), float(s.value)))
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed page, never a crash
+        where = _first_bad_line(text)
+        detail = str(exc) or type(exc).__name__
+        raise ParseError(f"malformed exposition page: {where + ': ' if where else ''}{detail}") from exc
     return samples

@@ -156,7 +156,10 @@ class ScrapeManager:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            await self.scrape(target)
+            try:
+                await self.scrape(target)
+            except Exception:  # a bug in one scrape must not end the target's loop
+                log.exception("scrape of %s (%s) failed unexpectedly", target.job, target.url)
             next_at += self.interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
@@ -166,4 +169,8 @@ class ScrapeManager:
         try:
             await asyncio.gather(*(self._loop(t, self.interval * i / n) for i, t in enumerate(self.targets)))
         finally:
-            await self._client.aclose()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP client (``run`` does this when cancelled)."""
+        await self._client.aclose()

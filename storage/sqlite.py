@@ -5,7 +5,9 @@ series index, and a ``samples`` table keyed by (series_id, timestamp ms). NaN is
 has no NaN) and read back as NaN; ±Inf are stored as they are.
 
 Thread safety: one writer connection guarded by a lock; every reading thread gets its own connection,
-so dashboards read while the scrape loop writes (WAL lets readers and the writer overlap).
+so dashboards read while the scrape loop writes (WAL lets readers and the writer overlap). A select
+reads the series and their samples in one read transaction, so it sees a batch whole or not at all.
+New series enter the in-memory index only once their batch has committed.
 """
 
 from __future__ import annotations
@@ -51,17 +53,17 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._index: dict[tuple[str, str], int] = {}
-        self._by_name: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self._labels: dict[int, dict[str, str]] = {}
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
             self._writer.executescript(_SCHEMA)
             for sid, name, labels in self._writer.execute("SELECT id, name, labels FROM series"):
                 self._remember(sid, name, labels)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite store {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
@@ -78,15 +80,17 @@ class SQLiteStore:
 
     def _remember(self, sid: int, name: str, labels_json: str) -> None:
         self._index[(name, labels_json)] = sid
-        self._by_name.setdefault(name, []).append((sid, json.loads(labels_json)))
+        self._labels[sid] = json.loads(labels_json)
 
-    def _series_id(self, name: str, labels: Mapping[str, str]) -> int:
+    def _series_id(self, name: str, labels: Mapping[str, str], created: list[tuple[int, str, str]]) -> int:
         key = json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
         sid = self._index.get((name, key))
         if sid is None:
-            cur = self._writer.execute("INSERT INTO series (name, labels) VALUES (?, ?)", (name, key))
-            sid = cur.lastrowid
-            self._remember(sid, name, key)
+            row = self._writer.execute("SELECT id FROM series WHERE name = ? AND labels = ?", (name, key)).fetchone()
+            if row is None:
+                row = (self._writer.execute("INSERT INTO series (name, labels) VALUES (?, ?)", (name, key)).lastrowid,)
+                created.append((row[0], name, key))
+            sid = row[0]
         return sid
 
     def append(self, samples: Iterable[Sample]) -> int:
@@ -95,35 +99,31 @@ class SQLiteStore:
         :returns: the number of samples written.
         :raises StorageError: when SQLite fails; nothing of the batch is kept then.
         """
+        created: list[tuple[int, str, str]] = []
         with self._write_lock:
             try:
                 with self._writer:
                     rows = [
-                        (self._series_id(s.name, s.labels), int(s.timestamp_ms),
-                         None if math.isnan(s.value) else s.value)
+                        (self._series_id(s.name, s.labels, created), int(s.timestamp_ms),
+                         None if math.isnan(s.value) else float(s.value))
                         for s in samples
                     ]
                     self._writer.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", rows)
-            except sqlite3.Error as exc:
-                self._forget_uncommitted()
-                raise StorageError(f"writing {self.path}: {exc}") from exc
+            except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
+                raise StorageError(f"writing {self.path}: {type(exc).__name__}: {exc}") from exc
+            for sid, name, key in created:  # committed: now the index may know them
+                self._remember(sid, name, key)
         return len(rows)
 
-    def _forget_uncommitted(self) -> None:
-        """After a rollback, rebuild the in-memory index from what the database really holds."""
-        self._index.clear()
-        self._by_name.clear()
-        for sid, name, labels in self._writer.execute("SELECT id, name, labels FROM series"):
-            self._remember(sid, name, labels)
-
     def series(self, name: str, matchers: Mapping[str, str] | list[Matcher] | None = None) -> list[dict[str, str]]:
-        """Label sets of the series named ``name`` that satisfy ``matchers`` (from the in-memory index)."""
+        """Label sets of the series named ``name`` that satisfy ``matchers``."""
         wanted = to_matchers(matchers)
-        return [dict(labels) for _, labels in self._by_name.get(name, []) if all(m.matches(labels) for m in wanted)]
+        rows = self._reader().execute("SELECT labels FROM series WHERE name = ?", (name,)).fetchall()
+        return [labels for labels in map(json.loads, (r[0] for r in rows)) if all(m.matches(labels) for m in wanted)]
 
     def metric_names(self) -> list[str]:
         """Every metric name in the store, sorted."""
-        return sorted(self._by_name)
+        return [r[0] for r in self._reader().execute("SELECT DISTINCT name FROM series ORDER BY name")]
 
     def select(
         self,
@@ -133,21 +133,32 @@ class SQLiteStore:
         end_ms: int | None = None,
     ) -> list[TimeSeries]:
         """See :meth:`storage.base.Store.select`. Values come back as float64 ``pd.Series`` with a UTC
-        ``DatetimeIndex``."""
+        ``DatetimeIndex``.
+
+        :raises StorageError: when SQLite fails.
+        """
         wanted = to_matchers(matchers)
-        chosen = {sid: labels for sid, labels in list(self._by_name.get(name, []))
-                  if all(m.matches(labels) for m in wanted)}
-        if not chosen:
-            return []
         lo = -(2**63) if start_ms is None else int(start_ms)
         hi = 2**63 - 1 if end_ms is None else int(end_ms)
-        marks = ",".join("?" * len(chosen))
+        conn = self._reader()
         try:
-            rows = self._reader().execute(
-                f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({marks}) "
-                "AND ts BETWEEN ? AND ? ORDER BY series_id, ts",
-                (*chosen, lo, hi),
-            ).fetchall()
+            conn.execute("BEGIN")  # one snapshot for the series and their samples
+            try:
+                chosen = {}
+                for sid, labels_json in conn.execute("SELECT id, labels FROM series WHERE name = ?", (name,)):
+                    labels = self._labels.get(sid) or json.loads(labels_json)
+                    if all(m.matches(labels) for m in wanted):
+                        chosen[sid] = labels
+                if not chosen:
+                    return []
+                marks = ",".join("?" * len(chosen))
+                rows = conn.execute(
+                    f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({marks}) "
+                    "AND ts BETWEEN ? AND ? ORDER BY series_id, ts",
+                    (*chosen, lo, hi),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"reading {name} from {self.path}: {exc}") from exc
         if not rows:
@@ -159,7 +170,7 @@ class SQLiteStore:
         for chunk_ids, chunk_ts, chunk_values in zip(
             np.split(ids, bounds), np.split(ts, bounds), np.split(values, bounds)
         ):
-            index = pd.to_datetime(chunk_ts, unit="ms", utc=True)
+            index = pd.to_datetime(chunk_ts, unit="ms", utc=True).as_unit("ms")
             result.append(TimeSeries(name, chosen[int(chunk_ids[0])], pd.Series(chunk_values, index=index, name=name)))
         return result
 

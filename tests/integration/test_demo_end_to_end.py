@@ -89,6 +89,7 @@ def test_latency_in_postgres_gives_one_incident_rooted_at_postgres(spawn, tmp_pa
         wait = WebDriverWait(driver, 30)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#business-tiles .tile.critical"))
         wait.until(lambda d: "postgres" in d.find_element(By.ID, "incidents").text)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#kpis .js-plotly-plot .main-svg")) >= 6)
         for region in ("business-tiles", "kpis", "topology", "incidents", "freshness"):
             assert driver.find_element(By.ID, region).is_displayed(), region
         assert len(driver.find_elements(By.CSS_SELECTOR, "#business-tiles .tile")) == 6

@@ -89,7 +89,7 @@ def test_target_labels_are_added_and_clashes_become_exported(line, expected_labe
 
 
 def test_existing_exported_label_is_not_overwritten():
-    # BUG (see report): Prometheus resolves a clash with an existing exported_job by prefixing again
+    # Regression test (fixed bug): Prometheus resolves a clash with an existing exported_job by prefixing again
     # (exported_exported_job), so no value of the page is lost. parse_text overwrites exported_job="e".
     [sample] = parse_text('m{exported_job="e",job="orig"} 1', SCRAPE_MS, TARGET)
     assert sample.labels == {
@@ -161,14 +161,15 @@ def test_malformed_page_raises_parse_error_naming_the_bad_token(page, token):
 @pytest.mark.parametrize(
     "page, token",
     [
-        # BUG (see report): prometheus_client raises a bare ValueError() here, so the ParseError says only
+        # Regression test (fixed bug): prometheus_client raises a bare ValueError() here, so the ParseError says only
         # "malformed exposition page: " and names neither line nor token.
         ("# TYPE foo\n", "TYPE foo"),  # TYPE line without a type
         ('{code="500"} 1\n', 'code="500"'),  # sample without a metric name
-        # BUG (see report): int(inf) raises OverflowError, which parse_text does not translate; the scrape
+        # Regression test (fixed bug): int(inf) raises OverflowError, which parse_text does not translate; the scrape
         # loop then dies instead of recording up 0.
         ("m 1 +Inf\n", "Inf"),  # timestamp that is not an integer
     ],
+    ids=["fixed-type-without-type", "fixed-no-metric-name", "fixed-inf-timestamp"],
 )
 def test_malformed_page_message_always_names_the_line(page, token):
     with pytest.raises(ParseError) as info:
@@ -177,7 +178,7 @@ def test_malformed_page_message_always_names_the_line(page, token):
 
 
 def test_counter_without_total_suffix_keeps_its_name():
-    # BUG (see report): Prometheus stores a counter under the name written on the page. prometheus_client's
+    # Regression test (fixed bug): Prometheus stores a counter under the name written on the page. prometheus_client's
     # parser munges text-format counters into the OpenMetrics model and appends "_total", so a counter
     # exposed as "http_requests" is stored as "http_requests_total".
     page = "# TYPE http_requests counter\nhttp_requests 5\n"

@@ -111,7 +111,7 @@ async def scrape_once(manager: ScrapeManager, target: Target) -> list[Sample]:
     try:
         return await manager.scrape(target)
     finally:
-        await manager._client.aclose()  # ScrapeManager has no public close(); run() closes it the same way
+        await manager.close()
 
 
 def failures(metrics: ScrapeMetrics, job: str, reason: str) -> float | None:
@@ -125,8 +125,8 @@ def test_good_target_is_up_with_target_labels_and_synthetic_series(servers):
                             metrics=metrics)
     returned = asyncio.run(scrape_once(manager, target))
 
-    instance = f"127.0.0.1:{target.url.split(':')[2].split('/')[0]}"
-    assert target.instance == instance
+    instance = target.url.split("/")[2]  # "127.0.0.1:<port>", as Prometheus sets it
+    assert instance.startswith("127.0.0.1:") and target.instance == instance
     base = {"job": "good", "instance": instance}
     assert append.batches == [returned]  # one batch, exactly what scrape returned
     assert returned[:GOOD_PAGE_SAMPLES] == [
@@ -156,9 +156,10 @@ def test_good_target_is_up_with_target_labels_and_synthetic_series(servers):
         ("malformed", "parse", "malformed"),  # the page does not parse
         ("http500", "fetch", "HTTP status 500"),  # the server answers with an error status
         ("slow", "fetch", "timeout after 0.5s"),  # the server answers after the 0.5 s deadline
-        # BUG (see report): an OverflowError from parse_text escapes scrape() instead of becoming up 0
+        # Regression test (fixed bug): an OverflowError from parse_text escapes scrape() instead of becoming up 0
         ("inf_timestamp", "parse", "malformed"),  # a timestamp that is not an integer
     ],
+    ids=["down", "malformed", "http500", "slow", "fixed-inf-timestamp"],
 )
 def test_failing_target_gives_up_0_and_is_counted(servers, kind, reason, error_text):
     target = make_target(kind, servers)
@@ -195,7 +196,7 @@ def test_health_recovers_and_error_clears(servers):
         first_health = (manager.health[target].health, manager.health[target].last_error)
         servers("good", port=port)
         second = await manager.scrape(target)
-        await manager._client.aclose()
+        await manager.close()
         return first, first_health, second
 
     first, (first_state, first_error), second = asyncio.run(go())

@@ -233,7 +233,7 @@ class PausingMatcher(Matcher):
 
 
 def test_a_select_never_sees_half_of_a_committed_batch(store):
-    # BUG (see report): select() takes the series set from the in-memory index, then reads samples in a
+    # Regression test (fixed bug): select() takes the series set from the in-memory index, then reads samples in a
     # later SQLite snapshot. A batch committed in between is seen for its old series but not for the
     # series it created: one scrape is half visible (e.g. code="200" without the new code="500").
     store.append([Sample("load", {"i": "0"}, 1000, 1.0)])
@@ -267,7 +267,7 @@ def test_a_non_database_file_is_not_a_store(tmp_path):
 
 
 def test_a_path_under_a_regular_file_raises_storage_error(tmp_path):
-    # BUG (see report): the parent directory is created before the try block, so a FileExistsError
+    # Regression test (fixed bug): the parent directory is created before the try block, so a FileExistsError
     # escapes instead of the documented StorageError.
     (tmp_path / "plain").write_text("x")
     with pytest.raises(StorageError):
@@ -275,14 +275,14 @@ def test_a_path_under_a_regular_file_raises_storage_error(tmp_path):
 
 
 def test_out_of_range_timestamp_raises_storage_error(store):
-    # BUG (see report): SQLite raises OverflowError (not sqlite3.Error) for an int beyond int64, which
+    # Regression test (fixed bug): SQLite raises OverflowError (not sqlite3.Error) for an int beyond int64, which
     # append() does not translate. parse_text() accepts such timestamps (e.g. 1e30 in a page).
     with pytest.raises(StorageError):
         store.append([Sample("m", {}, 2**63, 1.0)])
 
 
 def test_a_failed_batch_leaves_the_series_index_consistent(store):
-    # BUG (see report): series created in a batch that rolls back stay in the in-memory index with
+    # Regression test (fixed bug): series created in a batch that rolls back stay in the in-memory index with
     # their ids; the next new series reuses such an id, so two series share samples.
     with pytest.raises(Exception):
         store.append([Sample("a", {"x": "1"}, 1, 1.0), Sample("b", {}, 2**63, 2.0)])
