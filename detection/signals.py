@@ -37,7 +37,7 @@ RECORDED_NAME = "job:{signal}"
 def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> dict[str, dict[str, float]]:
     """Evaluate every signal for every job at ``now_ms``.
 
-    :returns: ``{job: {signal: value}}`` for each job that has an ``up`` series in the window.
+    :returns: ``{job: {signal: value}}`` for each job seen in the window; a signal it lacks is NaN.
     """
     start = now_ms - int(window_seconds * 1000)
 
