@@ -16,10 +16,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/opswatch demo
 
+# Debian packages the tests drive, as command:package; a test that needs one fails when it is missing.
+PEERS := chromium:chromium chromedriver:chromium-driver prometheus:prometheus \
+	prometheus-node-exporter:prometheus-node-exporter
+
 peers:
 	@missing=""; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	for pair in $(PEERS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian peers:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

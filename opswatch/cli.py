@@ -49,6 +49,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .monitor import run_monitor
+
+    config = load_config(args.config, data_dir=args.data_dir)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(run_monitor(config, str(args.config), args.port, args.duration))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opswatch", description="Observability and AIOps monitoring.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--list-faults", action="store_true", help="print fault kinds and their valid targets")
     demo.add_argument("--json", action="store_true", help="with --list-faults: JSON output")
     demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="monitor real targets from a configuration file (no sample platform)")
+    run.add_argument("--config", type=Path, required=True, help="YAML with scrape_configs (see opswatch/config.py)")
+    run.add_argument("--port", type=int, default=8050, help="wall screen and API port (default 8050)")
+    run.add_argument("--data-dir", type=Path, help="store and reports (default: data_dir in the file, else ./data)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.set_defaults(func=_run)
     return parser
 
 

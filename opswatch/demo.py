@@ -22,10 +22,11 @@ from pathlib import Path
 import httpx
 
 from collectors.scrape import Target
+from topology.graph import REFERENCE_PLATFORM, Topology
 
 from .config import OpsWatchConfig
 from .pipeline import Pipeline, targets_from_config
-from .server import create_server
+from .serve import serve
 
 log = logging.getLogger(__name__)
 
@@ -125,35 +126,22 @@ def summarize(pipeline: Pipeline, faults: list[dict]) -> dict:
 
 async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fault: FaultPlan | None,
                    summary_path: Path | None, rate: float, seed: int) -> dict:
-    """Run the demo; returns the summary. Stops after ``duration`` seconds, or on cancellation."""
+    """Run the demo; returns the summary. Stops after ``duration`` seconds, or on SIGINT/SIGTERM."""
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     platform = PlatformProcess(data_dir, rate, seed)
-    pipeline = server = web = None
-    tasks: list[asyncio.Task] = []
+    pipeline = None
     try:
         await platform.wait_ready()
-        pipeline = Pipeline(config, platform.targets() + targets_from_config(config))
-        server = create_server(pipeline, "127.0.0.1", port)
-        web = asyncio.create_task(server.serve(), name="web")
-        tasks = [asyncio.create_task(pipeline.run(), name="pipeline")]
-        log.warning("OpsWatch demo: wall screen on http://127.0.0.1:%d  (API: /api/v1/incidents)", port)
-        if fault:
-            tasks.append(asyncio.create_task(_inject_later(platform, fault), name="fault"))
-        waiter = asyncio.create_task(asyncio.sleep(duration) if duration else asyncio.Event().wait())
-        done, _ = await asyncio.wait([waiter, web, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            if t is not waiter and t.exception() is not None:
-                raise t.exception()
-        # uvicorn handles SIGINT/SIGTERM itself: the web task ending without error is a stop request.
-        return await _finish(pipeline, platform, summary_path)
+        topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
+        pipeline = Pipeline(config, platform.targets() + targets_from_config(config), topology=topology)
+        await serve(pipeline, port, duration, [_inject_later(platform, fault)] if fault else [])
+        summary = summarize(pipeline, await platform.faults())
+        if summary_path:
+            summary_path.parent.mkdir(parents=True, exist_ok=True)
+            summary_path.write_text(json.dumps(summary, indent=2))
+        return summary
     finally:
-        if web is not None:  # let uvicorn close its connections itself
-            server.should_exit = True
-            await asyncio.wait([web], timeout=5)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         platform.stop()
         if pipeline is not None:
             pipeline.close()
@@ -163,12 +151,3 @@ async def _inject_later(platform: PlatformProcess, plan: FaultPlan) -> None:
     await asyncio.sleep(plan.at_seconds)
     record = await platform.inject(plan)
     log.warning("injected fault %s into %s from %s to %s", record["kind"], record["target"], record["start"], record["end"])
-
-
-async def _finish(pipeline: Pipeline, platform: PlatformProcess, summary_path: Path | None) -> dict:
-    await pipeline.dispatcher.drain()
-    summary = summarize(pipeline, await platform.faults())
-    if summary_path:
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(summary, indent=2))
-    return summary

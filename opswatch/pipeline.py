@@ -57,17 +57,18 @@ class Pipeline:
     """The whole monitoring pipeline over a list of targets.
 
     :param config: validated configuration; :param targets: what to scrape;
-    :param clock: seconds since the epoch (injected in tests); :param registry: OpsWatch's own metrics.
+    :param clock: seconds since the epoch (injected in tests); :param registry: OpsWatch's own metrics;
+    :param topology: the dependency graph (default: ``config.topology_file``, else the reference platform's).
     """
 
     def __init__(self, config: OpsWatchConfig, targets: list[Target], clock: Callable[[], float] = time.time,
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None, topology: Topology | None = None):
         self.config, self.clock = config, clock
         self.registry = registry or CollectorRegistry()
         self.data_dir = Path(config.data_dir)
         self.reports_dir = self.data_dir / "reports"
         self.store = SQLiteStore(self.data_dir / "opswatch.db")
-        self.topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
+        self.topology = topology or Topology.load(config.topology_file or REFERENCE_PLATFORM)
         self.rules = load_rules(config.rules_file or DEFAULT_RULES)
         self.scraper = ScrapeManager(targets, self.store.append, config.scrape_interval, config.scrape_timeout,
                                      clock, ScrapeMetrics(self.registry))

@@ -86,6 +86,11 @@ class Topology:
             raise ConfigError(f"{path}: dependency cycle {loop}; a node cannot depend on itself through others")
         return cls(graph)
 
+    @classmethod
+    def empty(cls) -> "Topology":
+        """A graph with no nodes: every alert then groups only with alerts on the same job."""
+        return cls(nx.DiGraph())
+
     def kind(self, node: str) -> str:
         return self.graph.nodes[node]["kind"]
 
