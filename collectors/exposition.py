@@ -6,6 +6,7 @@ is what Prometheus itself stores:
 
 * the parser appends ``_total`` to a counter declared without it (OpenMetrics naming); Prometheus keeps
   the name written on the page, and so do we;
+* labels with an empty value are dropped, as Prometheus does (an empty value is the same as no label);
 * label clashes with the target labels are resolved as Prometheus does without ``honor_labels``: the
   page's value moves to ``exported_<name>`` (``exported_exported_<name>`` if that is taken, and so on).
 
@@ -46,7 +47,7 @@ def _timestamp_ms(seconds: float | None, default_ms: int) -> int:
     ms = float(seconds) * 1000
     if not math.isfinite(ms) or abs(ms) > _MAX_MS:
         raise ValueError(f"timestamp {seconds!r} is not a finite time in ms that fits in 64 bits")
-    return int(ms)
+    return round(ms)  # seconds came from ms / 1000; int() would truncate 1 ms off some of them
 
 
 def parse_text(
@@ -70,14 +71,16 @@ def parse_text(
                 name = s.name
                 if name.endswith("_total") and name[:-6] in bare_counters:
                     name = name[:-6]
-                labels = dict(s.labels)
+                # an empty label value is the same as no label (Prometheus data model)
+                labels = {k: v for k, v in s.labels.items() if v != ""}
                 for label, value in extra.items():
                     if label in labels:
                         exported = "exported_" + label
                         while exported in labels:
                             exported = "exported_" + exported
                         labels[exported] = labels[label]
-                    labels[label] = value
+                    if value != "":
+                        labels[label] = value
                 samples.append(Sample(name, labels, _timestamp_ms(s.timestamp, scrape_timestamp_ms), float(s.value)))
     except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed page, never a crash
         where = _first_bad_line(text)

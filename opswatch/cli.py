@@ -61,6 +61,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from detection.evaluation import bench_nab
+
+    return bench_nab.main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opswatch", description="Observability and AIOps monitoring.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,12 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, help="store and reports (default: data_dir in the file, else ./data)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.set_defaults(func=_run)
+
+    bench = sub.add_parser("bench", help="benchmarks against ground truth")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True)
+    nab = bench_sub.add_parser("nab", help="score a detector on the NAB corpus (--detector, --results-dir, ...)",
+                               add_help=False)
+    nab.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "func", None) is not _bench:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest  # the NAB runner parses its own options
     try:
         return args.func(args)
     except (ConfigError, ValueError) as exc:
