@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,peers]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 # Debian packages the tests drive, as command:package; a test that needs one fails when it is missing.
 PEERS := chromium:chromium chromedriver:chromium-driver prometheus:prometheus \
-	prometheus-node-exporter:prometheus-node-exporter
+	prometheus-node-exporter:prometheus-node-exporter victoria-metrics:victoria-metrics \
+	prometheus-alertmanager:prometheus-alertmanager
 
 peers:
 	@missing=""; \
@@ -37,7 +38,7 @@ test: $(STAMP) peers
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock:
 	rm -rf /tmp/opswatch-lock && $(PYTHON) -m venv /tmp/opswatch-lock
-	/tmp/opswatch-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/opswatch-lock/bin/pip install --quiet -e '.[test,peers]'
 	/tmp/opswatch-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

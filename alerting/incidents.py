@@ -23,6 +23,9 @@ from .model import Alert
 
 SEVERITY_ORDER = ("info", "warning", "critical")
 
+ACTIVE_STATUSES = ("open", "acknowledged")
+"""An acknowledged incident is still active: alerts keep joining it and it resolves like an open one."""
+
 # A threshold-rule alert has no detector score; for ranking, a firing rule counts as a clear departure,
 # the score an anomaly alert reaches at twice its threshold of 5.
 RULE_ALERT_SCORE = 10.0
@@ -38,7 +41,7 @@ class TimelineEntry:
 class Incident:
     """One fault: its alerts (by fingerprint), nodes, ranked root causes and impacted businesses.
 
-    ``status``: ``open`` or ``resolved``; times are ms since the epoch; ``version`` grows on each change.
+    ``status``: ``open``, ``acknowledged``, ``resolved`` or ``merged``; times are ms since the epoch; ``version`` grows on each change.
     """
 
     id: str
@@ -89,7 +92,45 @@ class IncidentManager:
         return f"INC-{day}-{self._counter:04d}"
 
     def open_incidents(self) -> list[Incident]:
-        return [i for i in self.incidents.values() if i.status == "open"]
+        """The active incidents (open or acknowledged)."""
+        return [i for i in self.incidents.values() if i.status in ACTIVE_STATUSES]
+
+    def acknowledge(self, incident_id: str, now_ms: int, by: str) -> Incident:
+        """Mark an active incident acknowledged by ``by`` (a timeline entry says who and when).
+
+        :raises KeyError: no such incident; :raises ValueError: it is not open.
+        """
+        incident = self._get(incident_id)
+        if incident.status != "open":
+            raise ValueError(f"{incident_id} is {incident.status}; only an open incident can be acknowledged")
+        incident.status = "acknowledged"
+        incident.timeline.append(TimelineEntry(now_ms, f"acknowledged by {by}"))
+        incident.version += 1
+        return incident
+
+    def resolve(self, incident_id: str, now_ms: int, by: str) -> Incident:
+        """Resolve an active incident by hand; alerts still firing afterwards open a new incident.
+
+        :raises KeyError: no such incident; :raises ValueError: it is not active.
+        """
+        incident = self._get(incident_id)
+        if incident.status not in ACTIVE_STATUSES:
+            raise ValueError(f"{incident_id} is {incident.status}; only an active incident can be resolved")
+        incident.status, incident.resolved_at_ms = "resolved", now_ms
+        incident.timeline.append(TimelineEntry(now_ms, f"resolved by {by}"))
+        incident.version += 1
+        return incident
+
+    def restore(self, incidents: list[Incident]) -> None:
+        """Take back incidents saved before a restart (see :class:`alerting.lifecycle.AlertStateFile`); new
+        incidents continue the numbering after the highest restored id."""
+        self.incidents = {i.id: i for i in incidents}
+        self._counter = max((int(i.id.rsplit("-", 1)[-1]) for i in incidents), default=0)
+
+    def _get(self, incident_id: str) -> Incident:
+        if incident_id not in self.incidents:
+            raise KeyError(f"no incident {incident_id!r}")
+        return self.incidents[incident_id]
 
     def incident_of(self, fingerprint: str) -> Incident | None:
         for incident in self.incidents.values():
@@ -107,8 +148,8 @@ class IncidentManager:
         for alert in sorted(alerts.values(), key=lambda a: (self._dependency_order.get(a.node, -1), a.active_at_ms)):
             if alert.state != "firing":
                 continue
-            owner = self.incident_of(alert.fingerprint)
-            if owner is not None and owner.status == "open":
+            # Already in an active incident (an incident resolved by hand no longer holds its alerts).
+            if any(alert.fingerprint in i.alert_fingerprints for i in self.open_incidents()):
                 continue
             targets = [i for i in self.open_incidents() if self._related(alert.node, i)]
             if not targets:

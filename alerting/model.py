@@ -1,7 +1,7 @@
 """Alerts: labels + annotations + state, as in Prometheus and Alertmanager.
 
 States: ``pending`` (condition true, ``for`` not yet elapsed), ``firing``, ``resolved``. The fingerprint
-is a hash of the labels. Times are ms since the epoch; the API shape uses RFC 3339 strings.
+is Alertmanager's: FNV-1a 64 over the sorted label names and values (``model.LabelSet.Fingerprint``), in hex. Times are ms since the epoch; the API shape uses RFC 3339 strings.
 """
 
 from __future__ import annotations
@@ -10,7 +10,20 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from collectors.samples import fingerprint
+from typing import Mapping
+
+_FNV_OFFSET, _FNV_PRIME, _SEPARATOR = 14695981039346656037, 1099511628211, 0xFF
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's alert fingerprint of a label set: 16 hex digits (``prometheus/common`` model's
+    ``labelSetToFingerprint``), so alerts from Prometheus or Alertmanager keep their identity here."""
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode() + bytes([_SEPARATOR]):
+                h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -31,7 +44,9 @@ class Alert:
 
     ``node``: the topology node it is about (its ``job`` label); ``signal``: the golden signal it
     watches; ``value``: the latest value of the expression; ``baseline``/``observed``/``score``: the
-    detector's explanation when one exists (NaN otherwise); ``max_score``: highest score while active.
+    detector's explanation when one exists (NaN otherwise); ``max_score``: highest score while active;
+    ``for_ms``/``keep_firing_for_ms``: its rule's durations; ``last_evaluated_ms``: when its rule last saw it
+    (for the resolve timeout); ``keep_firing_since_ms``: when its condition stopped while ``keep_firing_for`` holds it.
     """
 
     labels: dict[str, str]
@@ -47,6 +62,10 @@ class Alert:
     fired_at_ms: int | None = None
     resolved_at_ms: int | None = None
     fingerprint: str = field(default="")
+    for_ms: int = 0
+    keep_firing_for_ms: int = 0
+    last_evaluated_ms: int | None = None
+    keep_firing_since_ms: int | None = None
 
     def __post_init__(self) -> None:
         self.fingerprint = self.fingerprint or fingerprint(self.labels)
@@ -68,6 +87,7 @@ class Alert:
             "activeAt": rfc3339(self.active_at_ms),
             "startsAt": rfc3339(self.fired_at_ms or self.active_at_ms),
             "endsAt": rfc3339(self.resolved_at_ms),
+            "keepFiringSince": rfc3339(self.keep_firing_since_ms),
             "value": _num(self.value),
             "fingerprint": self.fingerprint,
             "evidence": {"signal": self.signal, "baseline": _num(self.baseline),

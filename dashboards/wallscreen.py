@@ -1,235 +1,348 @@
-"""The NOC wall screen: a Dash app on OpsWatch's FastAPI server, refreshing itself.
+"""The NOC wall screen: business tiles, key numbers, the dependency graph, active incidents, a ticker of
+recent anomalies, and the freshness of every panel.
 
-Regions (stable ids for tests and users' own checks): ``business-tiles`` (green/amber/red per business),
-``kpis`` (platform key numbers with sparklines), ``topology`` (the dependency graph coloured by health,
-root cause marked), ``incidents`` (active incidents with age, severity, top root cause), ``freshness``
-(age of the data; stale data is shown as stale, never as healthy).
+Regions (stable ids for tests and users' own checks): ``business-tiles`` (green/amber/red/grey per
+business), ``kpis`` (the KPI table with sparklines), ``topology`` (the dependency graph coloured by health,
+incident nodes ringed, the root cause starred), ``incidents`` (active incidents: age, severity, top root
+cause), ``freshness`` (age of the data and target health), plus ``ticker`` and ``clock``.
 
-The app reads a snapshot callable (the pipeline's latest evaluation), the store (for sparklines) and the
-topology; it never writes.
+Each refresh builds a plain model per region and sends only the regions whose model changed (Dash
+``no_update`` for the others), so a wall screen left on for days re-renders little. Panel freshness
+badges are driven in the browser (``assets/opswatch.js``) from the data's timestamps, so they keep
+ageing, and turn red, when the server or the network is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from urllib.parse import quote
 
 import dash_cytoscape as cyto
-import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from alerting.model import parse_rfc3339
-from storage.base import Store
-from storage.functions import rate
-from topology.graph import Topology
 
 from . import theme
+from .graph_layout import layered_layout
+from .health import HealthModel, active_incidents, flashing, node_health, top_cause, track_changes
+from .kpis import evaluate_kpi
+from .query import TailCache
+from .sources import Sources
+from .view import View
 
-REFRESH_SECONDS = 2.0
-SPARKLINE_SECONDS = 900
+FLASH_SECONDS = 10.0
+"""How long a tile flashes after its state changed."""
 
+PANELS = ("tiles", "kpis", "topology", "incidents", "ticker", "data")
+"""Panels with a freshness badge (``fresh-<panel>``), in the order of the ``wall-fresh`` store."""
 
-def _age(ms: int | None, now: float) -> str:
-    if ms is None:
-        return "—"
-    seconds = max(0, int(now - ms / 1000))
-    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+FILL = {"position": "absolute", "top": 0, "left": 0, "right": 0, "bottom": 0}
+"""Charts fill a ``.fill`` box absolutely, so they size to the panel, not the panel to them."""
 
-
-def _node_health(snapshot: Any) -> dict[str, str]:
-    """``{node: "critical" | "warning" | "ok" | "down"}`` from the snapshot's alerts and ``up``."""
-    health: dict[str, str] = {}
-    for job, values in snapshot.signals.items():
-        health[job] = "down" if values.get("up") == 0 else "ok"
-    for alert in snapshot.alerts:
-        job = alert["labels"].get("job", "")
-        if alert["state"] == "firing":
-            health[job] = "critical"
-        elif alert["state"] == "pending" and health.get(job) == "ok":
-            health[job] = "warning"
-    return health
+INCIDENT_ROWS = 4
+TICKER_ITEMS = 6
 
 
-def _sparkline(values: list[float], color: str) -> dcc.Graph:
-    fig = go.Figure(go.Scatter(y=values, mode="lines", line={"color": color, "width": 3},
-                               fill="tozeroy", fillcolor=theme.fill(color)))
-    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=60, paper_bgcolor="rgba(0,0,0,0)",
-                      plot_bgcolor="rgba(0,0,0,0)", xaxis={"visible": False}, yaxis={"visible": False},
-                      showlegend=False)
-    return dcc.Graph(figure=fig, config={"displayModeBar": False, "staticPlot": True}, style={"height": "60px"})
+def age_text(ms: int, now_ms: int) -> str:
+    """``"45s"``, ``"12m"``, ``"3h"``, ``"2d"`` for the time since ``ms``."""
+    s = max(0, (now_ms - ms) // 1000)
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h" if s < 172800 else f"{s // 86400}d"
 
 
-@dataclass(frozen=True)
-class Kpi:
-    """One key number: summed over the series of ``metric`` matching ``matchers``; a ``counter`` is shown
-    as its per-second rate; the value is multiplied by ``scale`` before ``fmt``."""
+def _digest(model: Any) -> str:
+    return hashlib.blake2b(json.dumps(model, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
-    title: str
-    metric: str
-    matchers: dict
-    fmt: str
-    scale: float = 1.0
-    counter: bool = False
+
+def panel(name: str, title: str, body: Any, region_class: str = "") -> html.Section:
+    """A titled panel with its freshness badge."""
+    return html.Section(className=f"panel panel-{name} {region_class}", children=[
+        html.Div(className="panel-title", children=[html.Span(title), html.Span(id=f"fresh-{name}", className="fresh")]),
+        body,
+    ])
+
+
+def sparkline(points: list, color: str) -> html.Img:
+    """A sparkline as an inline SVG image (``None`` points are gaps): the wall screen needs no charting
+    library, so it loads fast and stays light when left on for days."""
+    present = [p for p in points if p is not None]
+    low, high = min(present), max(present)
+    low = min(low, 0.0) if low >= 0 else low  # a non-negative series is drawn from zero
+    span = (high - low) or 1.0
+    n = max(1, len(points) - 1)
+    runs, run = [], []
+    for i, p in enumerate(points):
+        if p is None:
+            runs, run = (runs + [run] if run else runs), []
+            continue
+        run.append(f"{i / n * 100:.2f},{(1 - (p - low) / span) * 38 + 1:.2f}")
+    runs += [run] if run else []
+    paths = "".join(
+        f'<polygon points="{r[0].split(",")[0]},40 {" ".join(r)} {r[-1].split(",")[0]},40" fill="{theme.fill(color, 0.22)}"/>'
+        f'<polyline points="{" ".join(r)}" fill="none" stroke="{color}" stroke-width="2.5" '
+        f'vector-effect="non-scaling-stroke" stroke-linejoin="round"/>' for r in runs)
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 40" preserveAspectRatio="none">{paths}</svg>'
+    return html.Img(src="data:image/svg+xml;utf8," + quote(svg), className="sparkline", alt="")
 
 
 class WallScreen:
-    """Builds the layout and callbacks of the wall screen.
+    """Layout, models and callbacks of the wall screen page (path ``/``)."""
 
-    :param snapshot: returns the latest pipeline snapshot (attributes ``evaluated_at_ms``, ``signals``,
-        ``alerts``, ``incidents``); :param store: for sparklines; :param topology: the dependency graph;
-    :param stale_after_seconds: data older than this is shown as stale.
-    """
+    def __init__(self, sources: Sources):
+        self.sources = sources
+        self.health = HealthModel(sources.topology)
+        self.graph = layered_layout(sources.topology)
+        self.cache = TailCache(sources.store)
+        self._lock = threading.Lock()
+        self._memo: dict[tuple, dict] = {}
+        self.stylesheet = theme.cytoscape_stylesheet(self.graph.font_size)
 
-    KPIS = (
-        Kpi("Requests/s", "job:request_rate", {"job": "gateway"}, "{:.1f}"),
-        Kpi("Error ratio", "job:error_ratio", {"job": "gateway"}, "{:.2%}"),
-        Kpi("p99 latency", "job:latency_p99_seconds", {"job": "gateway"}, "{:.0f} ms", scale=1000),
-        Kpi("Online users", "platform_online_users", {}, "{:.0f}"),
-        Kpi("Live viewers", "live_viewers", {}, "{:.0f}"),
-        Kpi("Gift orders/s", "gift_orders_total", {}, "{:.1f}", counter=True),
-    )
-
-    def __init__(self, snapshot: Callable[[], Any], store: Store, topology: Topology,
-                 stale_after_seconds: float = 30.0, clock: Callable[[], float] = time.time):
-        self.snapshot, self.store, self.topology = snapshot, store, topology
-        self.stale_after, self.clock = stale_after_seconds, clock
-
-    def layout(self) -> html.Div:
-        return html.Div(id="wallscreen", style=theme.PAGE, children=[
-            html.Div(style=theme.HEADER, children=[
-                html.Div("OpsWatch · reference platform", style=theme.TITLE),
-                html.Div(id="freshness", style=theme.FRESHNESS),
-                html.Div(id="clock", style=theme.CLOCK),
+    # -- layout ---------------------------------------------------------------------------------------
+    def layout(self, view: View) -> html.Div:
+        """The page, already filled from the latest snapshot: the first complete frame needs no second
+        round trip, and the refresh that follows sends only what changed since."""
+        s = self.sources
+        scope = s.topology.graph.nodes[view.business]["title"] if view.business in s.topology.graph else "all businesses"
+        data = {"from": view.time_from, "to": view.time_to, "business": view.business, "kiosk": view.kiosk}
+        tiles, kpis, elements, incidents, ticker, targets, fresh, state = self.refresh(data, None)
+        return html.Div(className="page wall", children=[
+            dcc.Store(id="wall-view", data=data),
+            dcc.Store(id="wall-state", data=state),
+            dcc.Store(id="wall-fresh", data=fresh),
+            dcc.Interval(id="wall-tick", interval=int(s.refresh_seconds * 1000)),
+            html.Header(className="wall-header", children=[
+                html.Div(className="wall-title", children=[html.Span(s.title, className="brand"),
+                                                           html.Span(scope, className="scope")]),
+                html.Div(id="freshness", className="freshness", children=[
+                    html.Span(id="fresh-data", className="fresh"),
+                    html.Span(targets, id="targets-health", className="targets")]),
+                html.Div(id="clock", className="clock"),
             ]),
-            html.Div(id="business-tiles", style=theme.TILES),
-            html.Div(id="kpis", style=theme.KPIS),
-            html.Div(style=theme.MAIN, children=[
-                html.Div(style=theme.PANEL, children=[
-                    html.Div("Dependency graph", style=theme.PANEL_TITLE),
-                    cyto.Cytoscape(id="topology", elements=self._elements({}, set()), layout={"name": "preset"},
-                                   stylesheet=theme.CYTOSCAPE, style={"width": "100%", "height": "100%"},
-                                   userZoomingEnabled=False, userPanningEnabled=False, autoungrabify=True),
-                ]),
-                html.Div(style=theme.PANEL, children=[
-                    html.Div("Active incidents", style=theme.PANEL_TITLE),
-                    html.Div(id="incidents"),
-                ]),
+            panel("tiles", "Businesses", html.Div(tiles, id="business-tiles", className="tiles")),
+            panel("kpis", "Key numbers", html.Div(kpis, id="kpis", className="kpis")),
+            html.Div(className="wall-main", children=[
+                panel("topology", "Dependency graph · ★ root cause", html.Div(className="fill", children=cyto.Cytoscape(
+                    id="topology", elements=elements, layout={"name": "preset", "fit": True, "padding": 12},
+                    stylesheet=self.stylesheet, className="graph", style=FILL,
+                    userZoomingEnabled=False, userPanningEnabled=False, autoungrabify=True, boxSelectionEnabled=False))),
+                panel("incidents", "Active incidents", html.Div(incidents, id="incidents", className="incidents")),
             ]),
-            dcc.Interval(id="tick", interval=int(REFRESH_SECONDS * 1000)),
+            panel("ticker", "Recent anomalies", html.Div(ticker, id="ticker", className="ticker"), "ticker-panel"),
+            dcc.Store(id="topology-fit"),
         ])
 
-    def _positions(self) -> dict[str, tuple[float, float]]:
-        layers = [self.topology.nodes("business"),
-                  [n for n in self.topology.nodes("service") if self.topology.graph.nodes[n]["router"]],
-                  [n for n in self.topology.nodes("service") if not self.topology.graph.nodes[n]["router"]],
-                  self.topology.nodes("infra")]
-        pos = {}
-        for row, names in enumerate(layers):
-            for col, name in enumerate(names):
-                pos[name] = ((col + 0.5) / max(1, len(names)) * 1000, row * 160)
-        return pos
+    # -- models (plain data, hashed to skip unchanged regions) ---------------------------------------
+    def _kpis_model(self, start_ms: int, end_ms: int, now_ms: int) -> tuple[list, int | None]:
+        stale_ms = int(self.sources.stale_after_seconds * 1000)
+        model, newest = [], None
+        for spec in self.sources.kpis:
+            try:
+                k = evaluate_kpi(self.sources.store, spec, start_ms, end_ms, cache=self.cache)
+            except Exception as exc:  # one broken KPI must not blank the wall screen
+                model.append({"title": spec.title, "text": "error", "state": "nodata", "points": [],
+                              "note": f"{type(exc).__name__}"})
+                continue
+            state, text = k.state, k.text
+            if k.newest_ms is not None:
+                newest = max(newest or 0, k.newest_ms)
+                if now_ms - k.newest_ms > stale_ms:
+                    state, text = "nodata", "stale"
+            points = [None if math.isnan(p) else round(p, 6) for p in k.points]
+            model.append({"title": spec.title, "text": text, "state": state, "points": points, "note": ""})
+        return model, newest
 
-    def _elements(self, health: dict[str, str], root_causes: set[str]) -> list[dict]:
-        pos = self._positions()
-        g = self.topology.graph
-        nodes = [{"data": {"id": n, "label": ("★ " if n in root_causes else "") + g.nodes[n]["title"]},
-                  "position": {"x": pos[n][0], "y": pos[n][1]},
-                  "classes": " ".join([g.nodes[n]["kind"], health.get(n, "nodata")]
-                                      + (["rootcause"] if n in root_causes else []))}
-                 for n in g.nodes]
-        edges = [{"data": {"source": a, "target": b}} for a, b in g.edges]
+    def _topology_model(self, snap: Any, stale: bool, tiles: list, view: View) -> list[dict]:
+        g = self.sources.topology.graph
+        health = node_health(snap, stale)
+        health.update({t["name"]: t["state"] for t in tiles})
+        incidents = active_incidents(snap)
+        causes = {top_cause(i) for i in incidents} - {None}
+        involved = {n for i in incidents for n in i["nodes"]}
+        scope = self.health.scope(view.business)
+        nodes = []
+        for n in g.nodes:
+            if scope is not None and n not in scope:
+                continue
+            x, y = self.graph.positions[n]
+            classes = [g.nodes[n]["kind"], health.get(n, "nodata")]
+            classes += ["label-above"] if n in self.graph.label_above else []
+            classes += ["incident"] if n in involved else []
+            classes += ["rootcause"] if n in causes else []
+            label = ("★ " if n in causes else "") + g.nodes[n]["title"]
+            nodes.append({"data": {"id": n, "label": label}, "position": {"x": round(x, 1), "y": round(y, 1)},
+                          "classes": " ".join(classes), "grabbable": False})
+        shown = {e["data"]["id"] for e in nodes}
+        edges = [{"data": {"id": f"{a}->{b}", "source": a, "target": b},
+                  "classes": "incident" if a in involved and b in involved else ""}
+                 for a, b in g.edges if a in shown and b in shown]
         return nodes + edges
 
-    def _business_states(self, incidents: list[dict], health: dict[str, str], stale: bool) -> dict[str, tuple[str, str]]:
-        """``{business: (state, note)}``: red when an open incident impacts it, amber when one of its
-        direct dependencies has alerts, grey when the data is stale."""
-        states = {}
-        for b in self.topology.nodes("business"):
-            hit = [i for i in incidents if b in i["impacted_businesses"]]
-            if stale:
-                states[b] = ("nodata", "NO FRESH DATA")
-            elif hit:
-                cause = hit[0]["root_causes"][0]["node"] if hit[0]["root_causes"] else "?"
-                states[b] = ("critical", f"incident · cause {cause}")
-            elif any(health.get(d) in ("warning", "critical") for d in self.topology.dependencies(b)):
-                states[b] = ("warning", "degraded")
-            else:
-                states[b] = ("ok", "healthy")
-        return states
+    def _incidents_model(self, snap: Any, now_ms: int) -> dict:
+        order = {"critical": 0, "warning": 1, "info": 2}
+        rows = sorted(active_incidents(snap), key=lambda i: (order.get(i["severity"], 3), i["opened_at"]))
+        titles = self.sources.topology.graph.nodes
+        out = []
+        for i in rows[:INCIDENT_ROWS]:
+            impacts = [titles[b]["title"] if b in titles else b for b in i["impacted_businesses"]]
+            out.append({"id": i["id"], "cause": top_cause(i) or "unknown", "severity": i["severity"],
+                        "status": i["status"], "age": age_text(parse_rfc3339(i["opened_at"]), now_ms),
+                        "alerts": len(i["alerts"]), "impacts": ", ".join(impacts) or "no business identified"})
+        return {"rows": out, "more": max(0, len(rows) - INCIDENT_ROWS)}
 
-    def _business_tiles(self, states: dict[str, tuple[str, str]]) -> list[html.Div]:
-        return [html.Div(className=f"tile {state}", id=f"tile-{b}", style=theme.tile(state), children=[
-                    html.Div(self.topology.graph.nodes[b]["title"], style=theme.TILE_NAME),
-                    html.Div(note, style=theme.TILE_NOTE),
-                ]) for b, (state, note) in states.items()]
+    def _ticker_model(self, snap: Any, now_ms: int) -> list[dict]:
+        recent = [a for a in snap.alerts if a.get("activeAt")]
+        recent.sort(key=lambda a: a["activeAt"], reverse=True)
+        out = []
+        for a in recent[:TICKER_ITEMS]:
+            score = (a.get("evidence") or {}).get("score")
+            out.append({"at": a["activeAt"][11:19], "alert": a["labels"].get("alertname", ""),
+                        "job": a["labels"].get("job", ""), "state": a["state"],
+                        "score": None if score is None else round(score, 1),
+                        "age": age_text(parse_rfc3339(a["activeAt"]), now_ms)})
+        return out
 
-    def _kpis(self, now_ms: int) -> list[html.Div]:
+    def _freshness_model(self, snap: Any) -> str:
+        targets = snap.targets or []
+        up = sum(1 for t in targets if t.get("health") == "up")
+        return f"{up}/{len(targets)} targets up" if targets else "no targets"
+
+    # -- rendering ------------------------------------------------------------------------------------
+    @staticmethod
+    def _render_tiles(model: list, view: View) -> list:
+        if not model:
+            return [html.Div("No businesses in the topology", className="empty")]
+        cols = len(model) if len(model) <= 6 else math.ceil(len(model) / 2)
+        tiles = [dcc.Link(className=f"tile {t['state']}" + (" flash" if t["flash"] else ""), id=f"tile-{t['name']}",
+                          href=f"/incident/{t['incident']}{view.query()}" if t["incident"]
+                          else view.href("/", business=t["name"]),
+                          children=[html.Div(t["title"], className="tile-name"), html.Div(t["note"], className="tile-note")])
+                 for t in model]
+        return [html.Div(tiles, className=f"tile-grid rows-{1 if len(model) <= 6 else 2}",
+                         style={"gridTemplateColumns": f"repeat({cols}, minmax(0, 1fr))"})]
+
+    @staticmethod
+    def _render_kpis(model: list) -> list:
         cards = []
-        for kpi in self.KPIS:
-            total = None
-            for ts in self.store.select(kpi.metric, kpi.matchers, now_ms - SPARKLINE_SECONDS * 1000, now_ms):
-                total = ts.values if total is None else total.add(ts.values, fill_value=0)
-            if total is None:
-                points = []
-            elif kpi.counter:  # rate over each three consecutive samples
-                points = [max(0.0, rate(total.iloc[i - 2:i + 1])) for i in range(2, len(total))]
-            else:
-                points = list(total.dropna())
-            value = points[-1] if points else math.nan
-            shown = "—" if math.isnan(value) else kpi.fmt.format(value * kpi.scale)
-            cards.append(html.Div(style=theme.KPI, children=[
-                html.Div(kpi.title, style=theme.KPI_TITLE),
-                html.Div(shown, style=theme.KPI_VALUE),
-                _sparkline(points[-180:], theme.ACCENT),
+        for k in model:
+            color = theme.STATE_COLORS["nodata"] if k["state"] == "nodata" else theme.ACCENT
+            cards.append(html.Div(className=f"kpi {k['state']}", children=[
+                html.Div(k["title"], className="kpi-title"),
+                html.Div(k["text"], className="kpi-value"),
+                sparkline(k["points"], color) if any(p is not None for p in k["points"]) else html.Div(className="sparkline"),
             ]))
         return cards
 
-    def _incidents(self, incidents: list[dict], now: float) -> list[html.Div]:
-        if not incidents:
-            return [html.Div("No active incidents", style=theme.ALL_CLEAR)]
-        rows = []
-        for i in sorted(incidents, key=lambda i: i["opened_at"], reverse=True)[:6]:
-            top = i["root_causes"][0]["node"] if i["root_causes"] else "?"
-            rows.append(html.Div(className="incident", style=theme.incident(i["severity"]), children=[
-                html.Div(f"{i['id']}", style=theme.INCIDENT_ID),
-                html.Div(f"root cause: {top}", style=theme.INCIDENT_CAUSE),
-                html.Div(f"{i['severity']} · open {_age(parse_rfc3339(i['opened_at']), now)} · "
-                         f"{len(i['alerts'])} alerts · impacts {', '.join(i['impacted_businesses'])}",
-                         style=theme.INCIDENT_META),
-            ]))
+    @staticmethod
+    def _render_incidents(model: dict, view: View) -> list:
+        if not model["rows"]:
+            return [html.Div("No active incidents", className="all-clear")]
+        rows = [dcc.Link(className=f"incident {i['severity']} {i['status']}", href=f"/incident/{i['id']}{view.query()}",
+                         children=[
+                             html.Div(className="incident-cause", children=[
+                                 html.Span("★ ", className="star"), html.Span(i["cause"])]),
+                             html.Div(f"{i['severity'].upper()} · {i['age']} · {i['alerts']} alerts"
+                                      + (" · ACKNOWLEDGED" if i["status"] == "acknowledged" else ""),
+                                      className="incident-meta"),
+                             html.Div(f"impacts {i['impacts']}", className="incident-impacts"),
+                             html.Div(i["id"], className="incident-id"),
+                         ]) for i in model["rows"]]
+        if model["more"]:
+            rows.append(html.Div(f"+ {model['more']} more active incidents", className="incident-more"))
         return rows
 
-    def refresh(self, _n: Any) -> tuple:
-        """Everything on the screen, from the latest snapshot."""
-        now = self.clock()
-        snap = self.snapshot()
-        stale = snap.evaluated_at_ms is None or now - snap.evaluated_at_ms / 1000 > self.stale_after
-        health = {} if stale else _node_health(snap)
-        open_incidents = [i for i in snap.incidents if i["status"] == "open"]
-        causes = {i["root_causes"][0]["node"] for i in open_incidents if i["root_causes"]}
-        states = self._business_states(open_incidents, health, stale)
-        health.update({b: state for b, (state, _) in states.items()})
-        fresh_text = ("waiting for the first evaluation" if snap.evaluated_at_ms is None
-                      else f"data {_age(snap.evaluated_at_ms, now)} old" + (" · STALE" if stale else ""))
-        return (
-            self._business_tiles(states),
-            self._kpis(int(now * 1000)),
-            self._elements(health, causes),
-            self._incidents(open_incidents, now),
-            html.Span(fresh_text, style=theme.stale(stale)),
-            time.strftime("%H:%M:%S UTC", time.gmtime(now)),
+    @staticmethod
+    def _render_ticker(model: list) -> list:
+        if not model:
+            return [html.Span("No anomalies in the last evaluations", className="ticker-empty")]
+        return [html.Span(className=f"ticker-item {a['state']}", children=[
+            html.B(a["job"]), f" {a['alert']}", f" · score {a['score']}" if a["score"] is not None else "",
+            html.Span(f" {a['age']} ago", className="ticker-age")]) for a in model]
+
+    # -- the refresh callback ------------------------------------------------------------------------
+    def shared(self, view: View) -> dict:
+        """The models every client of ``view`` shares, computed at most once per ``share_seconds`` whatever
+        the number of wall screens (one computation at a time; the others wait for it and reuse it)."""
+        s = self.sources
+        key = (view.time_from, view.time_to, view.business)
+        with self._lock:
+            now_ms = s.now_ms()
+            hit = self._memo.get(key)
+            if hit is not None and 0 <= now_ms - hit["at"] < s.share_seconds * 1000:
+                return hit
+            snap = s.snapshot()
+            evaluated = snap.evaluated_at_ms
+            stale = evaluated is None or now_ms - evaluated > s.stale_after_seconds * 1000
+            try:
+                start_ms, end_ms = view.window(now_ms, "15m")
+            except ValueError:
+                start_ms, end_ms = now_ms - 900_000, now_ms
+            tiles = self.health.businesses(snap, stale, only=view.business)
+            kpis, kpi_newest = self._kpis_model(start_ms, end_ms, now_ms)
+            result = {
+                "at": now_ms, "tiles": tiles, "kpis": kpis,
+                "topology": self._topology_model(snap, stale, [{"name": t.name, "state": t.state} for t in tiles], view),
+                "incidents": self._incidents_model(snap, now_ms), "ticker": self._ticker_model(snap, now_ms),
+                "targets": self._freshness_model(snap),
+                "fresh": {"panels": [evaluated, kpi_newest, evaluated, evaluated, evaluated, evaluated],
+                          "stale_ms": int(s.stale_after_seconds * 1000)},
+            }
+            if len(self._memo) >= 16:
+                self._memo.clear()
+            self._memo[key] = result
+            return result
+
+    def refresh(self, view_data: dict | None, state: dict | None) -> tuple:
+        """Every region from the latest snapshot; ``no_update`` for regions whose model is unchanged since
+        this client's previous refresh (``state``: its digests and tile changes).
+
+        Returns ``(tiles, kpis, elements, incidents, ticker, targets, fresh, state)``.
+        """
+        started = time.perf_counter()
+        state, data = state or {}, view_data or {}
+        view = View(time_from=data.get("from"), time_to=data.get("to"), business=data.get("business"),
+                    kiosk=bool(data.get("kiosk")))
+        shared = self.shared(view)
+        now_ms = shared["at"]
+        track = track_changes(state.get("track", {}), {t.name: t.state for t in shared["tiles"]}, now_ms)
+        flash = flashing(track, now_ms, int(FLASH_SECONDS * 1000))
+        models = {
+            "tiles": [{"name": t.name, "title": t.title, "state": t.state, "note": t.note, "incident": t.incident,
+                       "flash": t.name in flash} for t in shared["tiles"]],
+            **{k: shared[k] for k in ("kpis", "topology", "incidents", "ticker", "targets")},
+        }
+        renderers = {
+            "tiles": lambda m: self._render_tiles(m, view), "kpis": self._render_kpis, "topology": lambda m: m,
+            "incidents": lambda m: self._render_incidents(m, view), "ticker": self._render_ticker, "targets": lambda m: m,
+        }
+        previous = state.get("digests", {})
+        digests = {k: _digest(m) for k, m in models.items()}
+        outputs = [renderers[k](m) if digests[k] != previous.get(k) else no_update for k, m in models.items()]
+        self.sources.callback_seconds.labels("wallscreen").observe(time.perf_counter() - started)
+        return (*outputs, shared["fresh"], {"digests": digests, "track": track})
+
+    def register(self, app) -> None:
+        """Register the page's callbacks on ``app``."""
+
+        @app.callback(
+            Output("business-tiles", "children"), Output("kpis", "children"), Output("topology", "elements"),
+            Output("incidents", "children"), Output("ticker", "children"), Output("targets-health", "children"),
+            Output("wall-fresh", "data"), Output("wall-state", "data"),
+            Input("wall-tick", "n_intervals"), Input("wall-view", "data"), State("wall-state", "data"),
         )
+        async def wall_refresh(_n, view_data, state):
+            # Off the event loop: the same loop scrapes and serves the API.
+            return await self.sources.run(self.refresh, view_data, state)
 
-
-def mount_wallscreen(server: Any, screen: WallScreen) -> Dash:
-    """Mount the wall screen at ``/`` on a FastAPI ``server`` (Dash's FastAPI backend)."""
-    app = Dash(__name__, server=server, title="OpsWatch wall screen", update_title=None)
-    app.layout = screen.layout
-    app.callback(
-        Output("business-tiles", "children"), Output("kpis", "children"), Output("topology", "elements"),
-        Output("incidents", "children"), Output("freshness", "children"), Output("clock", "children"),
-        Input("tick", "n_intervals"),
-    )(screen.refresh)
-    return app
+        app.clientside_callback(ClientsideFunction("opswatch", "clock"), Output("clock", "children"),
+                                Input("clock-tick", "n_intervals"), State("heartbeat-local", "data"))
+        app.clientside_callback(ClientsideFunction("opswatch", "fitGraph"), Output("topology-fit", "data"),
+                                Input("clock-tick", "n_intervals"), Input("topology", "elements"))
+        app.clientside_callback(
+            ClientsideFunction("opswatch", "freshness"),
+            [Output(f"fresh-{p}", "children") for p in PANELS] + [Output(f"fresh-{p}", "className") for p in PANELS],
+            Input("clock-tick", "n_intervals"), Input("wall-fresh", "data"), State("heartbeat-local", "data"),
+        )

@@ -1,17 +1,29 @@
-"""The scoring engine: one streaming detector per (job, signal), fed every evaluation.
+"""The scoring engine: streaming detectors for many series at once, fed every evaluation, persisted.
 
-Each signal has a policy (which direction is bad, the floors of the spread) because an error ratio of
-0.001 -> 0.003 is noise while a request rate falling by half is not. The defaults below are one set
-for every job; they are not tuned per service.
+:class:`SeriesScorer` maps series keys to rows of a vectorised detector (:mod:`detection.vectorised`): a key
+seen for the first time gets a fresh row, :meth:`SeriesScorer.remove` and :meth:`SeriesScorer.drop_idle`
+compact the arrays, and :meth:`SeriesScorer.save` / :meth:`SeriesScorer.restore` keep the state across
+restarts (one ``.npz`` file written atomically: temporary file, fsync, rename).
+
+:class:`ScoringEngine` is what the pipeline runs on its golden signals: one row per (job, signal), each signal
+with a policy (which direction is bad, the floors of the spread) because an error ratio of 0.001 -> 0.003 is
+noise while a request rate falling by half is not. The defaults below are one set for every job; they are not
+tuned per service.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from .base import Score
-from .robust_zscore import RobustZScore
+from .vectorised import DIRECTION_CODES, Scores, VectorDetector, VectorEnsemble, VectorRobustZScore
 
 
 @dataclass(frozen=True)
@@ -34,36 +46,222 @@ DEFAULT_POLICIES: dict[str, SignalPolicy] = {
     "saturation_ratio": SignalPolicy("up", min_scale=0.05),
 }
 
+STATE_FORMAT = 1
+"""Version of the state file layout written by :meth:`SeriesScorer.save`."""
+
+
+def _as_key(item: object) -> Hashable:
+    return tuple(_as_key(x) for x in item) if isinstance(item, list) else item
+
+
+class SeriesScorer:
+    """Keyed rows over one vectorised detector.
+
+    :param detector: the vectorised detector holding the rows (e.g. :class:`VectorEnsemble`).
+    :param params: per-row parameters of a new key, ``key -> {name: value}`` (the detector's ``add``
+        parameters); default: the detector's defaults.
+    Keys must be JSON values (strings, numbers, tuples of them) so that the state can be saved.
+    """
+
+    def __init__(self, detector: VectorDetector, params: Callable[[Hashable], dict] | None = None):
+        self.detector, self.params = detector, params
+        self.keys: list[Hashable] = []
+        self.rows: dict[Hashable, int] = {}
+        self.last_ms = np.zeros(0, dtype=np.int64)  # last update per row, ms
+        self._order: tuple[tuple, np.ndarray] | None = None  # last key order and its rows: the common case
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _rows_for(self, keys: Sequence[Hashable]) -> np.ndarray:
+        keys = tuple(keys)
+        if self._order is not None and self._order[0] == keys:
+            return self._order[1]
+        new = [k for k in dict.fromkeys(keys) if k not in self.rows]
+        if new:  # one append for all new rows: appending row by row would copy the arrays once per series
+            per_key = [self.params(key) for key in new] if self.params else [{}] * len(new)
+            self.detector.add(len(new), **{name: np.array([p[name] for p in per_key]) for name in per_key[0]})
+            self.rows.update((key, len(self.keys) + i) for i, key in enumerate(new))
+            self.keys.extend(new)
+            self.last_ms = np.concatenate([self.last_ms, np.zeros(len(new), dtype=np.int64)])
+        rows = np.fromiter((self.rows[k] for k in keys), dtype=np.int64, count=len(keys))
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"SeriesScorer.update: duplicate keys in one update, e.g. {_first_duplicate(keys)!r}")
+        self._order = (keys, rows)
+        return rows
+
+    def update(self, now_ms: int, keys: Sequence[Hashable], values: np.ndarray | Sequence[float]) -> Scores:
+        """Score one value per key at ``now_ms`` (shape ``(n,)``, aligned with ``keys``) and learn them; a new
+        key gets a fresh row, a NaN value is neither scored nor learnt (score NaN).
+
+        :raises ValueError: for duplicate keys or values of another length than keys.
+        """
+        values = np.asarray(values, dtype=float)
+        if values.shape != (len(keys),):
+            raise ValueError(f"SeriesScorer.update: {len(keys)} keys but values of shape {values.shape}")
+        rows = self._rows_for(keys)
+        self.last_ms[rows] = now_ms
+        valid = ~np.isnan(values)
+        if valid.all():
+            use = slice(None) if len(rows) == len(self.keys) and np.array_equal(rows, np.arange(len(rows))) else rows
+            return self.detector.update(now_ms, values, use)
+        out = self.detector.update(now_ms, values[valid], rows[valid])
+        nan = np.full(len(values), np.nan)
+
+        def spread(a: np.ndarray | None, fill) -> np.ndarray | None:
+            if a is None:
+                return None
+            full = np.full(len(values), fill, dtype=a.dtype) if a.dtype.kind != "f" else nan.copy()
+            full[valid] = a
+            return full
+
+        return Scores(spread(out.score, np.nan), spread(out.baseline, np.nan), spread(out.scale, np.nan),
+                      spread(out.agreed, 0))
+
+    def remove(self, keys: Sequence[Hashable]) -> None:
+        """Forget the rows of ``keys`` (unknown keys are ignored) and compact the arrays."""
+        gone = {k for k in keys if k in self.rows}
+        if gone:
+            self._keep(np.array([k not in gone for k in self.keys], dtype=bool))
+
+    def drop_idle(self, now_ms: int, idle_ms: int) -> list[Hashable]:
+        """Forget every row not updated for more than ``idle_ms`` before ``now_ms``; returns their keys."""
+        idle = now_ms - self.last_ms > idle_ms
+        dropped = [k for k, gone in zip(self.keys, idle.tolist()) if gone]
+        if dropped:
+            self._keep(~idle)
+        return dropped
+
+    def _keep(self, mask: np.ndarray) -> None:
+        self.detector.keep(mask)
+        self.keys = [k for k, kept in zip(self.keys, mask.tolist()) if kept]
+        self.rows = {k: i for i, k in enumerate(self.keys)}
+        self.last_ms = self.last_ms[mask]
+        self._order = None
+
+    def save(self, path: str | Path) -> None:
+        """Write the keys and state to ``path`` (``.npz``) atomically: a reader sees the old file or the new
+        one, never a torn one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        meta = {"format": STATE_FORMAT, "detector": type(self.detector).__name__, "keys": self.keys}
+        with open(tmp, "wb") as f:
+            np.savez(f, __meta__=np.array(json.dumps(meta)), __last_ms__=self.last_ms,
+                     **{f"state_{k}": a for k, a in self.detector.state.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def restore(self, path: str | Path) -> None:
+        """Replace keys and state with those saved in ``path``.
+
+        :raises ValueError: when the file is not a state file of this detector (names the file and why).
+        :raises FileNotFoundError: when ``path`` does not exist.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                state = {k[len("state_"):]: data[k] for k in data.files if k.startswith("state_")}
+                last_ms = data["__last_ms__"]
+        except (KeyError, OSError, json.JSONDecodeError, ValueError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"detector state {path}: not a state file ({exc})") from exc
+        if meta.get("format") != STATE_FORMAT or meta.get("detector") != type(self.detector).__name__:
+            raise ValueError(
+                f"detector state {path}: written for {meta.get('detector')!r} format {meta.get('format')}, "
+                f"this engine runs {type(self.detector).__name__!r} format {STATE_FORMAT}"
+            )
+        keys = [_as_key(k) for k in meta["keys"]]
+        try:
+            self.detector.load(state)
+        except ValueError as exc:
+            raise ValueError(f"detector state {path}: {exc}") from exc
+        if len(self.detector) != len(keys) or len(last_ms) != len(keys):
+            raise ValueError(f"detector state {path}: {len(keys)} keys but {len(self.detector)} rows")
+        self.keys, self.rows = keys, {k: i for i, k in enumerate(keys)}
+        self.last_ms, self._order = np.asarray(last_ms, dtype=np.int64), None
+
+
+def _first_duplicate(keys: Sequence[Hashable]) -> Hashable:
+    seen = set()
+    for k in keys:
+        if k in seen:
+            return k
+        seen.add(k)
+    return None
+
+
+DETECTORS = ("robust_zscore", "ensemble")
+"""Detectors the engine runs: the live default ``robust_zscore`` and the record-ratio ``ensemble``."""
+
 
 class ScoringEngine:
-    """Scores ``{job: {signal: value}}`` snapshots with a :class:`RobustZScore` per (job, signal).
+    """Scores ``{job: {signal: value}}`` snapshots, one row per (job, signal), all rows in one vectorised step.
 
-    :param window: baseline length in evaluations; :param min_points: evaluations before scoring.
+    :param window: robust z-score baseline length in evaluations; :param min_points: evaluations before scoring.
     :param policies: per-signal policies; signals without one (e.g. ``up``) are not scored.
+    :param exclude_above: robust z-score of points kept out of the baseline.
+    :param detector: ``"robust_zscore"`` (robust z units, per-signal direction and floors) or ``"ensemble"``
+        (record-ratio units, :class:`detection.ensemble.Ensemble`; the policy's ``min_scale`` is the floor and a
+        deviation in the harmless direction scores 0).
+    :param state_path: file the state is saved to by :meth:`save` and, when it exists, restored from now.
+    :raises ValueError: for an unknown detector or an unusable state file (named).
     """
 
     def __init__(self, window: int = 120, min_points: int = 20, policies: dict[str, SignalPolicy] | None = None,
-                 exclude_above: float = 5.0):
+                 exclude_above: float = 5.0, detector: str = "robust_zscore", state_path: str | Path | None = None):
+        if detector not in DETECTORS:
+            raise ValueError(f"ScoringEngine(detector={detector!r}): must be one of {DETECTORS}")
         self.window, self.min_points, self.exclude_above = window, min_points, exclude_above
         self.policies = DEFAULT_POLICIES if policies is None else policies
-        self._detectors: dict[tuple[str, str], RobustZScore] = {}
+        self.detector = detector
+        if detector == "ensemble":
+            self.scorer = SeriesScorer(VectorEnsemble(), lambda key: {"min_scale": self.policies[key[1]].min_scale})
+        else:
+            self.scorer = SeriesScorer(VectorRobustZScore(window, min_points, exclude_above), self._zscore_params)
+        self.state_path = Path(state_path) if state_path is not None else None
+        if self.state_path is not None and self.state_path.exists():
+            self.scorer.restore(self.state_path)
         self.latest: dict[tuple[str, str], Score] = {}
 
-    def _detector(self, job: str, signal: str) -> RobustZScore:
-        key = (job, signal)
-        if key not in self._detectors:
-            p = self.policies[signal]
-            self._detectors[key] = RobustZScore(
-                self.window, self.min_points, p.direction, p.min_scale, p.min_relative_scale, self.exclude_above
-            )
-        return self._detectors[key]
+    def _zscore_params(self, key: tuple[str, str]) -> dict:
+        p = self.policies[key[1]]
+        return {"direction": DIRECTION_CODES[p.direction], "min_scale": p.min_scale,
+                "min_relative_scale": p.min_relative_scale}
 
     def update(self, now_ms: int, signals: dict[str, dict[str, float]]) -> dict[tuple[str, str], Score]:
-        """Score one snapshot; returns the new scores keyed by (job, signal)."""
-        scores = {}
-        for job, values in signals.items():
-            for signal, value in values.items():
+        """Score one snapshot; returns the new scores keyed by (job, signal) (NaN values are skipped)."""
+        keys, values = [], []
+        for job, by_signal in signals.items():
+            for signal, value in by_signal.items():
                 if signal in self.policies and not math.isnan(value):
-                    scores[(job, signal)] = self._detector(job, signal).update(now_ms, value)
+                    keys.append((job, signal))
+                    values.append(value)
+        if not keys:
+            return {}
+        out = self.scorer.update(now_ms, keys, values)
+        score = out.score
+        if self.detector == "ensemble":  # the policy's harmless direction scores 0
+            direction = np.array([DIRECTION_CODES[self.policies[s].direction] for _, s in keys])
+            deviation = np.asarray(values) - out.baseline
+            harmless = ((direction == 0) & (deviation < 0)) | ((direction == 1) & (deviation > 0))
+            score = np.where(harmless & ~np.isnan(score), 0.0, score)
+        names = VectorEnsemble.MEMBERS
+        scores = {}
+        for i, key in enumerate(keys):
+            agreed = () if out.agreed is None else tuple(n for b, n in enumerate(names) if out.agreed[i] >> b & 1)
+            scores[key] = Score(now_ms, values[i], float(score[i]), float(out.baseline[i]), float(out.scale[i]), agreed)
         self.latest.update(scores)
         return scores
+
+    def save(self, path: str | Path | None = None) -> None:
+        """Persist the detector state atomically to ``path`` (default: ``state_path``).
+
+        :raises ValueError: when neither is given.
+        """
+        target = path if path is not None else self.state_path
+        if target is None:
+            raise ValueError("ScoringEngine.save: no path given and no state_path configured")
+        self.scorer.save(target)

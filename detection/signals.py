@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import numpy as np
+
 from storage.base import Store
 from storage.functions import histogram_quantile, rate
 
@@ -45,7 +47,8 @@ def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> 
         return store.select(name, matchers or None, start, now_ms)
 
     def covered(ts) -> bool:
-        span_ms = (ts.values.index[-1] - ts.values.index[0]).total_seconds() * 1000
+        index = ts.values.index  # integers in the index's unit: no Timestamp objects per series
+        span_ms = np.timedelta64(int(index.asi8[-1] - index.asi8[0]), index.unit) / np.timedelta64(1, "ms")
         return span_ms >= MIN_COVERAGE * (now_ms - start)
 
     out: dict[str, dict[str, float]] = defaultdict(lambda: {s: math.nan for s in SIGNALS})

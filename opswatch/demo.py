@@ -25,7 +25,7 @@ from collectors.scrape import Target
 from topology.graph import REFERENCE_PLATFORM, Topology
 
 from .config import OpsWatchConfig
-from .pipeline import Pipeline, targets_from_config
+from .pipeline import Pipeline
 from .serve import serve
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fa
     try:
         await platform.wait_ready()
         topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
-        pipeline = Pipeline(config, platform.targets() + targets_from_config(config), topology=topology)
+        pipeline = Pipeline(config, platform.targets(), topology=topology)  # + config.scrape_configs
         await serve(pipeline, port, duration, [_inject_later(platform, fault)] if fault else [])
         summary = summarize(pipeline, await platform.faults())
         if summary_path:

@@ -21,3 +21,22 @@ def parse_duration(text: str | int | float) -> float:
     if not s or _PART.sub("", s) != "":
         raise ValueError(f"duration {text!r} is not like 15s, 1m30s, 500ms, 2h (units ms s m h d w y)")
     return sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as Prometheus prints it (``model.Duration.String``): 90.0 -> ``"1m30s"``, 0.5 -> ``"500ms"``.
+
+    Whole milliseconds; years and weeks only when they divide the duration exactly (``"90d"``, not ``"12w6d"``).
+    """
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, size, exact in (("y", 31536000000, True), ("w", 604800000, True), ("d", 86400000, False),
+                              ("h", 3600000, False), ("m", 60000, False), ("s", 1000, False), ("ms", 1, False)):
+        if exact and ms % size:
+            continue
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

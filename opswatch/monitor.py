@@ -7,7 +7,7 @@ from topology.graph import Topology
 
 from .config import OpsWatchConfig
 from .errors import ConfigError
-from .pipeline import Pipeline, targets_from_config
+from .pipeline import Pipeline
 from .serve import serve
 
 
@@ -15,14 +15,13 @@ async def run_monitor(config: OpsWatchConfig, source: str, port: int, duration: 
     """Scrape ``config.scrape_configs`` and run the whole pipeline until stopped.
 
     :param source: the configuration file's name, for error messages.
-    :raises ConfigError: when the configuration lists no target.
+    :raises ConfigError: when the configuration has no scrape config.
     """
-    targets = targets_from_config(config)
-    if not targets:
-        raise ConfigError(f"{source}: scrape_configs lists no target; add one, e.g.\n"
+    if not config.scrape_configs:
+        raise ConfigError(f"{source}: scrape_configs lists no job; add one, e.g.\n"
                           "scrape_configs:\n  - job_name: node\n    static_configs: [{targets: ['127.0.0.1:9100']}]")
     topology = Topology.load(config.topology_file) if config.topology_file else Topology.empty()
-    pipeline = Pipeline(config, targets, topology=topology)
+    pipeline = Pipeline(config, [], topology=topology)
     try:
         await serve(pipeline, port, duration)
     finally:

@@ -9,8 +9,10 @@ Readers (REST API, wall screen) use :attr:`Pipeline.snapshot`, replaced whole af
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +21,17 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Histogram
 
 from alerting.incidents import Incident, IncidentManager
-from alerting.lifecycle import AlertTracker
+from alerting.lifecycle import AlertStateFile, AlertTracker
 from alerting.notify import LogNotifier, NotificationDispatcher, WebhookNotifier, webhook_payload
 from alerting.report import build_report, write_report
-from alerting.rules import DEFAULT_RULES, load_rules
-from collectors.samples import Sample
+from alerting.rules import DEFAULT_RULES, AnomalyFunction, RuleEvaluator, load_rule_groups
+from collectors.discovery import TargetDiscovery
+from collectors.samples import STALE_NAN, Sample, labels_key
 from collectors.scrape import ScrapeManager, ScrapeMetrics, Target
 from detection.engine import ScoringEngine
 from detection.signals import RECORDED_NAME, compute_golden_signals
+from storage.base import Store
+from storage.remote import RemoteStore
 from storage.sqlite import SQLiteStore
 from topology.graph import REFERENCE_PLATFORM, Topology
 
@@ -47,16 +52,23 @@ class Snapshot:
     targets: list[dict] = field(default_factory=list)
 
 
-def targets_from_config(config: OpsWatchConfig) -> list[Target]:
-    """Targets of the ``scrape_configs`` section."""
-    return [Target(sc.job_name, f"{sc.scheme}://{addr}{sc.metrics_path}")
-            for sc in config.scrape_configs for static in sc.static_configs for addr in static.targets]
+def open_store(config: OpsWatchConfig, clock: Callable[[], float], registry: CollectorRegistry) -> Store:
+    """The store chosen by ``config.storage``: ``data_dir/opswatch.db``, or a remote (its metrics on ``registry``).
+
+    :raises StorageError: when the SQLite file cannot be opened.
+    """
+    storage = config.storage
+    if storage.backend == "remote":
+        remote = storage.remote
+        return RemoteStore(remote.url, remote.query_url, remote.remote_timeout, remote.max_samples_per_send,
+                           remote.capacity, remote.max_retries, registry=registry, clock=clock)
+    return SQLiteStore(Path(config.data_dir) / "opswatch.db", int(storage.retention * 1000), clock)
 
 
 class Pipeline:
     """The whole monitoring pipeline over a list of targets.
 
-    :param config: validated configuration; :param targets: what to scrape;
+    :param config: validated configuration; :param targets: what to scrape besides ``config.scrape_configs``;
     :param clock: seconds since the epoch (injected in tests); :param registry: OpsWatch's own metrics;
     :param topology: the dependency graph (default: ``config.topology_file``, else the reference platform's).
     """
@@ -67,11 +79,17 @@ class Pipeline:
         self.registry = registry or CollectorRegistry()
         self.data_dir = Path(config.data_dir)
         self.reports_dir = self.data_dir / "reports"
-        self.store = SQLiteStore(self.data_dir / "opswatch.db")
+        self.store = open_store(config, clock, self.registry)
         self.topology = topology or Topology.load(config.topology_file or REFERENCE_PLATFORM)
-        self.rules = load_rules(config.rules_file or DEFAULT_RULES)
+        self.rules = RuleEvaluator(load_rule_groups(config.rules_file or DEFAULT_RULES), self.store,
+                                   AnomalyFunction(config.detection.window, config.detection.min_points),
+                                   # a scrape is stored within its timeout of its start, plus queueing
+                                   late_samples_ms=int((2 * config.scrape_interval
+                                                        + config.scrape_timeout_seconds + 5) * 1000))
+        self.discovery = TargetDiscovery(config.resolved_scrape_configs(), self.registry)
         self.scraper = ScrapeManager(targets, self.store.append, config.scrape_interval, config.scrape_timeout,
-                                     clock, ScrapeMetrics(self.registry))
+                                     clock, ScrapeMetrics(self.registry), discovery=self.discovery,
+                                     queue_capacity_samples=config.append_queue_samples)
         self.engine = ScoringEngine(config.detection.window, config.detection.min_points)
         self.tracker = AlertTracker()
         self.incidents = IncidentManager(self.topology, int(config.resolve_after * 1000),
@@ -79,8 +97,15 @@ class Pipeline:
         receivers = [LogNotifier()] + [WebhookNotifier(r.name, r.webhook_url, r.timeout) for r in config.receivers]
         self.dispatcher = NotificationDispatcher(receivers, self.registry)
         self.snapshot = Snapshot()
+        # Alerts and incidents survive a restart: a firing alert keeps its startsAt and is not paged again.
+        self.alert_state = AlertStateFile(self.data_dir / "alerts.json")
+        self.alert_state.load(self.tracker, self.incidents)
+        self._recorded: dict[tuple[str, str], dict] = {}  # series written last evaluation, for staleness
         self.outbox: list[dict] = []  # notifications of the last evaluations, handed to the dispatcher
-        self._incident_views: dict[str, dict] = {}
+        self._incident_views: dict[str, dict] = {i.id: {**build_report(i, self.tracker.alerts),
+                                                        "report": str(self.reports_dir / f"{i.id}.json")}
+                                                 for i in self.incidents.incidents.values()}
+        self._lock = threading.Lock()  # evaluations (worker thread) and incident actions (API) take turns
         self._eval_duration = Histogram("opswatch_evaluation_duration_seconds",
                                         "Time of one evaluation (signals, detectors, rules, incidents).",
                                         registry=self.registry)
@@ -88,24 +113,55 @@ class Pipeline:
     def evaluate(self, now_ms: int | None = None) -> list[Incident]:
         """One evaluation at ``now_ms`` (default: the clock). Returns the incidents that changed."""
         now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
-        with self._eval_duration.time():
+        with self._lock, self._eval_duration.time():
             signals = compute_golden_signals(self.store, now_ms, self.config.rate_window)
             scores = self.engine.update(now_ms, signals)
             self._record(now_ms, signals, scores)
-            conditions = [(c, rule.for_ms) for rule in self.rules for c in rule.evaluate(signals, scores)]
-            self.tracker.update(now_ms, conditions)
+            rules = self.rules.evaluate(now_ms, scores)
+            self.tracker.update(now_ms, rules.conditions, rules.evaluated)
             changed = self.incidents.update(now_ms, self.tracker.alerts)
             for incident in changed:
                 self._publish(incident)
+            self.alert_state.save(self.tracker, self.incidents, now_ms)
             self._snapshot(now_ms, signals, scores)
         return changed
 
+    def change_incident(self, incident_id: str, action: str, by: str, now_ms: int | None = None) -> dict:
+        """``acknowledge`` or ``resolve`` an incident as ``by``; returns its updated report (also written
+        to the reports directory and notified, like any incident change).
+
+        :raises KeyError: no such incident; :raises ValueError: unknown action, or it does not apply.
+        """
+        actions = {"acknowledge": self.incidents.acknowledge, "resolve": self.incidents.resolve}
+        if action not in actions:
+            raise ValueError(f"action {action!r}: use one of {', '.join(actions)}")
+        now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
+        with self._lock:
+            incident = actions[action](incident_id, now_ms, by)
+            self._publish(incident)
+            self.alert_state.save(self.tracker, self.incidents, now_ms)
+            self.snapshot = dataclasses.replace(
+                self.snapshot, incidents=[v for v in self._incident_views.values() if v["status"] != "merged"])
+            return self._incident_views[incident_id]
+
     def _record(self, now_ms: int, signals: dict, scores: dict) -> None:
-        """Write the signals and scores back to the store, like recording rules."""
+        """Write the signals and scores back to the store, like recording rules, with the detector's
+        explanation (baseline and spread, for the dashboards' expected bands). A series written last time
+        but not now gets a staleness marker, as Prometheus's recording rules do, so rules reading it (with a
+        5 m lookback) see it end at once instead of its last value."""
         samples = [Sample(RECORDED_NAME.format(signal=s), {"job": job}, now_ms, v)
                    for job, values in signals.items() for s, v in values.items() if not math.isnan(v)]
-        samples += [Sample("opswatch_anomaly_score", {"job": job, "signal": s}, now_ms, sc.score)
-                    for (job, s), sc in scores.items() if not math.isnan(sc.score)]
+        for (job, s), sc in scores.items():
+            if not math.isnan(sc.score):
+                labels = {"job": job, "signal": s}
+                samples += [Sample("opswatch_anomaly_score", labels, now_ms, sc.score),
+                            Sample("opswatch_anomaly_baseline", labels, now_ms, sc.baseline),
+                            Sample("opswatch_anomaly_scale", labels, now_ms, sc.scale)]
+        written = {(x.name, labels_key(x.labels)): x.labels for x in samples}
+        samples += [Sample(name, labels, now_ms, STALE_NAN) for (name, key), labels in self._recorded.items()
+                    if (name, key) not in written]
+        self._recorded = written
+        self.rules.push(samples)  # the rules read these from memory rather than back from the store
         self.store.append(samples)
 
     def _publish(self, incident: Incident) -> None:

@@ -1,22 +1,25 @@
-"""The OpsWatch web server: REST API and wall screen on one FastAPI app, served by uvicorn."""
+"""The OpsWatch web server: REST API and dashboards on one FastAPI app, served by uvicorn."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 import uvicorn
+from fastapi import FastAPI
 
-from dashboards.wallscreen import WallScreen, mount_wallscreen
+from dashboards.app import mount_dashboards
+from dashboards.sources import Sources
 
-from .api import create_api
+from .api import create_api, incident_action
 from .pipeline import Pipeline
 
 
 def create_app(pipeline: Pipeline) -> FastAPI:
-    """The API routes first, then the Dash wall screen at ``/`` (its catch-all must come last)."""
+    """The API routes first, then the Dash dashboards (their catch-all route must come last)."""
     app = create_api(pipeline)
-    screen = WallScreen(lambda: pipeline.snapshot, pipeline.store, pipeline.topology,
-                        stale_after_seconds=max(30.0, 4 * pipeline.config.evaluation_seconds), clock=pipeline.clock)
-    mount_wallscreen(app, screen)
+    sources = Sources(lambda: pipeline.snapshot, pipeline.store, pipeline.topology, clock=pipeline.clock,
+                      stale_after_seconds=max(30.0, 4 * pipeline.config.evaluation_seconds),
+                      refresh_seconds=min(5.0, max(2.0, pipeline.config.evaluation_seconds)),
+                      incident_action=incident_action(pipeline), registry=pipeline.registry)
+    mount_dashboards(app, sources)
     return app
 
 

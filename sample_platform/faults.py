@@ -24,30 +24,31 @@ Injector
     rec = inj.inject("latency", "postgres", 60, {"latency_seconds": 0.5})
     # rec == {"id": "9f1c...", "kind": "latency", "target": "postgres",
     #         "start": "2026-11-22T10:00:00.123Z", "end": "2026-11-22T10:01:00.123Z",
-    #         "params": {"latency_seconds": 0.5}}
+    #         "params": {"latency_seconds": 0.5}, "fault": true}
     inj.effects("postgres")  # -> FaultEffects(latency_seconds=0.5, ...)
 
-Every injection is appended as one JSON line to ``log_path`` (if given) and kept
-in memory (``records()``).  ``params`` in the record always holds the full,
-defaulted parameter set.  A fault is active while ``start <= clock() < end``.
+Every injection is appended to the ground-truth log ``inj.truth`` (a
+:class:`~sample_platform.groundtruth.GroundTruth`: one JSON line in
+``log_path`` if given, and in memory), which legitimate surges share;
+``records()`` lists the faults only.  Fault records carry ``"fault": true``.
+``params`` in the record always holds the full, defaulted parameter set.  A
+fault is active while ``start <= clock() < end``.
 Invalid kind, target, duration or params raise ``ValueError`` naming the bad
 value and listing the valid ones.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from .graph import NODES
+from .groundtruth import GroundTruth, rfc3339
 
 MAX_DURATION_SECONDS = 24 * 3600.0
 
@@ -121,13 +122,6 @@ def valid_targets(kind: str) -> list[str]:
     return list(NODES)
 
 
-def rfc3339(ts: float) -> str:
-    """Format epoch seconds as RFC 3339 UTC with milliseconds, e.g. ``2026-11-22T10:00:00.123Z``."""
-    ms_total = int(round(ts * 1000.0))
-    secs, ms = divmod(ms_total, 1000)
-    return datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
-
-
 @dataclass(frozen=True)
 class Fault:
     """One injected fault; ``start``/``end`` are epoch seconds from the injector clock."""
@@ -140,7 +134,8 @@ class Fault:
     params: dict[str, float]
 
     def record(self) -> dict[str, Any]:
-        """Ground-truth record ``{"id", "kind", "target", "start", "end", "params"}`` (RFC 3339 times)."""
+        """Ground-truth record ``{"id", "kind", "target", "start", "end", "params", "fault": true}``
+        (RFC 3339 times)."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -148,6 +143,7 @@ class Fault:
             "start": rfc3339(self.start),
             "end": rfc3339(self.end),
             "params": dict(self.params),
+            "fault": True,
         }
 
 
@@ -184,18 +180,17 @@ class FaultInjector:
     """Holds active faults, answers per-node effects, and records ground truth.
 
     ``log_path``: JSONL file to append one record per injection (parent dirs are
-    created), or None.  ``clock``: callable returning epoch seconds (default
+    created), or None; the log is ``truth`` (a :class:`GroundTruth`), shared
+    with legitimate surges.  ``clock``: callable returning epoch seconds (default
     ``time.time``).  Safe to call from several threads.
     """
 
     def __init__(self, log_path: str | os.PathLike[str] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.log_path = Path(log_path) if log_path is not None else None
+        self.truth = GroundTruth(log_path)
         self.clock = clock
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def inject(self, kind: str, target: str, duration_seconds: float,
                params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,18 +219,17 @@ class FaultInjector:
                 raise ValueError(f"unknown param {name!r} for kind {kind!r}; "
                                  f"valid params: {', '.join(sorted(spec.params)) or '(none)'}")
             merged[name] = spec.params[name].check(name, value)
-        start = round(float(self.clock()) * 1000.0) / 1000.0  # the record's millisecond precision
+        # the record's millisecond precision, truncated: a fault must be active as soon as it is injected
+        start = math.floor(float(self.clock()) * 1000.0) / 1000.0
         fault = Fault(uuid.uuid4().hex[:16], kind, target, start, start + float(duration_seconds), merged)
         record = fault.record()
         with self._lock:
             self._faults.append(fault)
-            if self.log_path is not None:
-                with self.log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self.truth.append(record)
         return record
 
     def records(self) -> list[dict[str, Any]]:
-        """All ground-truth records injected so far, oldest first."""
+        """The fault records injected so far, oldest first (``truth.records()`` has the surges too)."""
         with self._lock:
             return [f.record() for f in self._faults]
 

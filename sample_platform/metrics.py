@@ -13,6 +13,9 @@ Metric names (identical on every node, so one query works for all jobs):
 - ``worker_pool_size`` gauge (slots) and ``worker_busy_seconds_total`` counter
   (slot-seconds occupied), so saturation = ``rate(worker_busy_seconds_total[1m])
   / worker_pool_size`` (0..1).
+- ``platform_build_info{version}`` gauge, always 1: the deployed version.
+- ``process_start_time_seconds`` gauge: when this instance started (epoch
+  seconds); it changes on a restart, when every counter starts again from 0.
 
 Node-specific extras (infra and business metrics) are registered on
 ``NodeMetrics.registry`` by the node itself.
@@ -20,10 +23,11 @@ Node-specific extras (infra and business metrics) are registered on
 
 from __future__ import annotations
 
-from typing import Iterator
+import asyncio
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .pool import WorkerPool
@@ -48,14 +52,39 @@ class _BusyCollector:
         )
 
 
+class _Family:
+    """One collected metric family as a collector (``generate_latest`` renders any collector)."""
+
+    def __init__(self, family: Metric) -> None:
+        self._family = family
+
+    def collect(self) -> list[Metric]:
+        return [self._family]
+
+
+class _BuildInfoCollector:
+    """Exposes ``platform_build_info{version} 1`` with the version read at scrape time."""
+
+    def __init__(self, version: Callable[[], str]) -> None:
+        self._version = version
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("platform_build_info", "Deployed version of this node (always 1).",
+                                 labels=["version"])
+        info.add_metric([self._version()], 1.0)
+        yield info
+
+
 class NodeMetrics:
     """The standard metrics of one node, in a fresh registry.
 
+    ``pool``: the node's worker pool; ``version``: returns the deployed version;
+    ``started_at``: the instance's start time (epoch seconds).
     Attributes: ``registry``, ``requests``, ``request_duration``, ``in_flight``,
     ``client_requests``, ``client_duration``, ``pool_size``.
     """
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, version: Callable[[], str], started_at: float) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("http_requests_total", "HTTP requests handled, by route template and status code.",
                                 ["route", "method", "code"], registry=r)
@@ -73,7 +102,20 @@ class NodeMetrics:
         self.pool_size = Gauge("worker_pool_size", "Worker pool slots of this node.", registry=r)
         self.pool_size.set(pool.size)
         r.register(_BusyCollector(pool))
+        r.register(_BuildInfoCollector(version))
+        Gauge("process_start_time_seconds", "Start time of this node instance since the epoch, in seconds.",
+              registry=r).set(started_at)
 
     def render(self) -> bytes:
         """Prometheus text exposition of this node's registry."""
         return generate_latest(self.registry)
+
+    async def render_async(self) -> bytes:
+        """:meth:`render`, yielding to the event loop after each metric family: when every node is
+        scraped at once, the requests being served wait for one family (a few ms at most), not for
+        every registry of the process (tens of ms)."""
+        parts = []
+        for family in self.registry.collect():
+            parts.append(generate_latest(_Family(family)))
+            await asyncio.sleep(0)
+        return b"".join(parts)

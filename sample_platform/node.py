@@ -2,42 +2,56 @@
 
 A subclass registers its routes in ``setup()`` with ``self.add_route(path,
 handler, methods)``; a handler is ``async def h(request, ctx) -> Response``.
-The wrapper around every handler (see ``_instrument``):
+Every unit of work -- an HTTP request, a WebSocket frame, a batch taken from
+kafka -- runs through :meth:`Node.run_op`:
 
-1. counts the request in flight, waits for a worker-pool slot (queue full or
-   waited longer than ``queue_timeout`` -> 503);
-2. applies the ``errors`` fault (answers 500 with probability ``error_ratio``);
-3. runs the handler; ``ctx.work(median)`` sleeps a lognormal service time plus
-   the ``latency`` / ``saturation`` extra delay (applied once per request; if the
-   handler never calls ``work`` the extra is applied after it);
-4. maps :class:`DownstreamError` to 502 (504 for timeouts) and
-   :class:`BadRequest` to 400;
-5. records ``http_requests_total`` / ``http_request_duration_seconds``.
+1. waits for a worker-pool slot (queue full or waited longer than the
+   ``queue_timeout_seconds`` parameter -> :class:`PoolOverloaded`);
+2. runs the work; ``ctx.work(median)`` sleeps a lognormal service time plus the
+   ``latency`` / ``saturation`` extra delay (applied once; if the work never
+   calls ``work`` the extra is applied after it);
+3. then fails with :class:`InjectedFailure` with probability ``max(error_ratio
+   parameter, errors fault ratio)``.  The failure is decided *after* the work,
+   so the node's own downstream calls still happen: a failing node does not
+   starve its dependencies of traffic.
 
-``GET /metrics`` is served outside this wrapper (not counted, no slot, no faults).
-Outgoing calls go through ``self.call(downstream, method, path, ...)`` which
-records ``http_client_*`` metrics and raises ``DownstreamError`` on 5xx,
-timeout or connection failure.
+HTTP requests map those outcomes to status codes (503 overloaded, 500 injected
+failure or bug, 502/504 :class:`DownstreamError`, 400 :class:`BadRequest`, 499
+when the caller disconnected before sending its body) and
+record ``http_requests_total`` / ``http_request_duration_seconds``.
+``GET /metrics`` is served outside (not counted, no slot, no faults).
+Outgoing calls go through ``self.call(downstream, method, path, ...)`` (an
+aiohttp client: a fraction of httpx's CPU per request, which matters with two
+dozen nodes in one process) which records ``http_client_*`` metrics, returns a
+:class:`Reply` and raises ``DownstreamError`` on 5xx, timeout or connection
+failure.
+
+Behaviour parameters live in ``node.params`` (see :mod:`.params`) and are read
+on every use, so replacing them takes effect at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import logging
 import math
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
-import httpx
+import aiohttp
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .faults import FaultEffects, FaultInjector
 from .graph import CALL_GRAPH, INFRA
 from .metrics import METRICS_CONTENT_TYPE, NodeMetrics
+from .params import NodeParams
 from .pool import PoolOverloaded, WorkerPool
 
 log = logging.getLogger("sample_platform")
@@ -46,6 +60,10 @@ log = logging.getLogger("sample_platform")
 TIMEOUT_TO_INFRA = 1.0
 TIMEOUT_SERVICE_TO_SERVICE = 1.5
 TIMEOUT_FROM_GATEWAY = 2.0
+#: Status recorded when the caller went away mid-request (nginx's convention; the caller never sees it).
+CLIENT_CLOSED_REQUEST = 499
+
+T = TypeVar("T")
 
 
 class DownstreamError(Exception):
@@ -66,14 +84,34 @@ class DownstreamError(Exception):
 
 
 class BadRequest(Exception):
-    """Client error; the wrapper answers 400 with the message."""
+    """Client error; the HTTP wrapper answers 400 with the message."""
+
+
+class InjectedFailure(Exception):
+    """The node failed the work on purpose (``errors`` fault or the ``error_ratio`` parameter)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A downstream's answer: ``status_code`` and the raw body ``content``."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ValueError when it is not JSON."""
+        return jsonlib.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
 
 
 Handler = Callable[[Request, "RequestContext"], Awaitable[Response]]
 
 
 class RequestContext:
-    """Per-request helper handed to handlers; carries the fault effects snapshot."""
+    """Per-operation helper handed to handlers; carries the fault effects snapshot."""
 
     __slots__ = ("node", "effects", "_extra")
 
@@ -90,8 +128,12 @@ class RequestContext:
         await asyncio.sleep(seconds)
         return seconds
 
+    async def work_on(self, operation: str) -> float:
+        """``work`` with the median of ``operation`` from the node's ``service_seconds`` parameter."""
+        return await self.work(self.node.params.median(operation))
+
     async def finish(self) -> None:
-        """Apply the fault delay if the handler never called ``work``."""
+        """Apply the fault delay if the work never called ``work``."""
         if self._extra > 0:
             extra, self._extra = self._extra, 0.0
             await asyncio.sleep(extra)
@@ -100,38 +142,40 @@ class RequestContext:
 class Node:
     """One node of the platform (one Starlette app, one registry, one worker pool).
 
-    ``name``: node name from :data:`graph.NODES`; ``injector``: consulted on every
-    request; ``urls``: node name -> base URL for outgoing calls; ``http``: shared
-    ``httpx.AsyncClient`` for outgoing calls (None for nodes that call nobody);
-    ``seed``: seeds this node's RNG.
+    ``name``: node name from :data:`graph.NODES`; ``params``: its behaviour
+    parameters; ``injector``: consulted on every operation; ``urls``: node name ->
+    base URL for outgoing calls; ``http``: shared ``aiohttp.ClientSession`` for
+    outgoing calls (None for nodes that call nobody); ``seed``: seeds this node's
+    RNG; ``clock``: epoch seconds (start time, time-based business metrics).
     """
 
-    pool_size = 64
-    max_queue = 512
-    #: Longest wait for a worker slot, seconds (about the callers' timeout); then 503.
-    queue_timeout = 2.0
-
-    def __init__(self, name: str, *, injector: FaultInjector, urls: dict[str, str],
-                 http: httpx.AsyncClient | None = None, seed: int = 1) -> None:
+    def __init__(self, name: str, params: NodeParams, *, injector: FaultInjector, urls: dict[str, str],
+                 http: aiohttp.ClientSession | None = None, seed: int = 1,
+                 clock: Callable[[], float] = time.time) -> None:
         self.name = name
+        self.params = params
         self.injector = injector
         self.urls = urls
         self.http = http
-        self.rng = random.Random(f"{seed}:{name}")
-        self.pool = WorkerPool(self.pool_size, self.max_queue)
-        self.metrics = NodeMetrics(self.pool)
+        self.clock = clock
+        self.started_at = clock()
+        self.rng = random.Random(f"{seed}:{name}:{params.version}")
+        self.pool = WorkerPool(params.pool_size, params.max_queue)
+        self.metrics = NodeMetrics(self.pool, lambda: self.params.version, self.started_at)
         self.registry = self.metrics.registry
-        self._routes: list[Route] = [Route("/metrics", self._metrics_endpoint, methods=["GET"])]
+        self._routes: list[BaseRoute] = [Route("/metrics", self._metrics_endpoint, methods=["GET"])]
         self._tasks: list[asyncio.Task[Any]] = []
-        self.active = 0  # requests being handled now (same as the in-flight gauge)
+        self._app: Starlette | None = None
+        self.active = 0  # HTTP requests and WebSocket frames being handled now
         self.setup()
 
     # -- to override ----------------------------------------------------------
     def setup(self) -> None:
         """Register routes and node-specific metrics (override)."""
 
-    def record_outcome(self, route: str, status: int) -> None:
-        """Called once per handled request with its final status (override for business metrics)."""
+    def record_outcome(self, request: Request, route: str, status: int, seconds: float) -> None:
+        """Called once per handled HTTP request with its final status and duration in seconds
+        (override for business metrics; ``request.state`` carries what the handler stored)."""
 
     def background(self) -> Iterable[Callable[[], Awaitable[None]]]:
         """Coroutine functions to run as background tasks while the node runs (override)."""
@@ -150,9 +194,16 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
+    @property
+    def uses_websockets(self) -> bool:
+        """Whether the node serves WebSocket routes (its server needs a WebSocket protocol)."""
+        return any(isinstance(r, WebSocketRoute) for r in self._routes)
+
     def app(self) -> Starlette:
-        """The node's ASGI app."""
-        return Starlette(routes=list(self._routes))
+        """The node's ASGI app (built once)."""
+        if self._app is None:
+            self._app = Starlette(routes=list(self._routes))
+        return self._app
 
     # -- helpers for subclasses ----------------------------------------------
     def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
@@ -160,10 +211,15 @@ class Node:
         methods = tuple(methods)
         self._routes.append(Route(path, self._instrument(path, methods[0], handler), methods=list(methods)))
 
-    def service_time(self, median_seconds: float, sigma: float = 0.45) -> float:
+    def add_websocket_route(self, path: str, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
+        """Serve a WebSocket endpoint at ``path``; frames should be handled with :meth:`run_op`."""
+        self._routes.append(WebSocketRoute(path, endpoint))
+
+    def service_time(self, median_seconds: float) -> float:
         """Lognormal service time in seconds with the given median, capped at 10x the median."""
         if median_seconds <= 0:
             return 0.0
+        sigma = self.params.service_sigma
         return min(self.rng.lognormvariate(math.log(median_seconds), sigma), 10 * median_seconds)
 
     def timeout_for(self, downstream: str) -> float:
@@ -173,45 +229,75 @@ class Node:
         return TIMEOUT_FROM_GATEWAY if self.name == "gateway" else TIMEOUT_SERVICE_TO_SERVICE
 
     async def call(self, downstream: str, method: str, path: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None) -> httpx.Response:
-        """Call ``downstream`` over HTTP and return the response (status < 500).
+                   params: dict[str, Any] | None = None, timeout: float | None = None) -> Reply:
+        """Call ``downstream`` over HTTP and return its reply (status < 500).
 
-        Raises DownstreamError on 5xx, timeout or transport error.  Raises
-        ValueError if ``downstream`` is not in this node's call graph.
+        ``timeout``: seconds, default :meth:`timeout_for`.  Raises DownstreamError on
+        5xx, timeout or transport error.  Raises ValueError if ``downstream`` is not
+        in this node's call graph.
         """
         if downstream not in CALL_GRAPH[self.name] or self.http is None:
             raise ValueError(f"{self.name} does not call {downstream!r}; "
                              f"downstreams: {', '.join(CALL_GRAPH[self.name]) or '(none)'}")
         m = self.metrics
         t0 = time.perf_counter()
-        if self.http.is_closed:  # platform shutting down
+        if self.http.closed:  # platform shutting down
             raise DownstreamError(downstream, "connect_error")
+        seconds = timeout if timeout is not None else self.timeout_for(downstream)
+        reply = None
         try:
-            resp = await self.http.request(method, self.urls[downstream] + path, json=json,
-                                           params=params, timeout=self.timeout_for(downstream))
-        except httpx.TimeoutException:
+            async with self.http.request(method, self.urls[downstream] + path, json=json, params=params,
+                                         timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
+                reply = Reply(resp.status, await resp.read())
+            code = str(reply.status_code)
+        except TimeoutError:
             code = "timeout"
-        except httpx.HTTPError:
+        except aiohttp.ClientError:
             code = "connect_error"
-        else:
-            code = str(resp.status_code)
         m.client_duration.labels(downstream).observe(time.perf_counter() - t0)
         m.client_requests.labels(downstream, code).inc()
-        if code in ("timeout", "connect_error") or code[0] == "5":
+        if reply is None or code[0] == "5":
             raise DownstreamError(downstream, code)
-        return resp
+        return reply
 
-    async def best_effort(self, downstream: str, method: str, path: str, *,
-                          json: Any = None) -> httpx.Response | None:
+    async def best_effort(self, downstream: str, method: str, path: str, *, json: Any = None,
+                          params: dict[str, Any] | None = None, timeout: float | None = None) -> Reply | None:
         """Like ``call`` but returns None instead of raising DownstreamError."""
         try:
-            return await self.call(downstream, method, path, json=json)
+            return await self.call(downstream, method, path, json=json, params=params, timeout=timeout)
         except DownstreamError:
             return None
 
+    async def run_op(self, work: Callable[[RequestContext], Awaitable[T]]) -> T:
+        """Run ``work(ctx)`` in a worker slot under the node's fault effects and return its result.
+
+        Raises PoolOverloaded (no slot in time), InjectedFailure (decided after the
+        work), or whatever ``work`` raises.
+        """
+        effects = self.injector.effects(self.name)
+        await self.pool.acquire(self.params.queue_timeout_seconds)
+        self.active += 1
+        try:
+            ctx = RequestContext(self, effects)
+            try:
+                result = await work(ctx)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await ctx.finish()
+                raise
+            await ctx.finish()
+            ratio = max(self.params.error_ratio, effects.error_ratio)
+            if ratio > 0 and self.rng.random() < ratio:
+                raise InjectedFailure(f"{self.name}: injected failure")
+            return result
+        finally:
+            self.active -= 1
+            self.pool.release()
+
     # -- internals ------------------------------------------------------------
     async def _metrics_endpoint(self, request: Request) -> Response:
-        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        return Response(await self.metrics.render_async(), media_type=METRICS_CONTENT_TYPE)
 
     def _instrument(self, route: str, method: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         m = self.metrics
@@ -220,43 +306,34 @@ class Node:
         async def endpoint(request: Request) -> Response:
             t0 = time.perf_counter()
             m.in_flight.inc()
-            self.active += 1
-            resp: Response
             try:
                 resp = await self._handle(request, handler, route)
             finally:
                 m.in_flight.dec()
-                self.active -= 1
-            duration.observe(time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            duration.observe(seconds)
             m.requests.labels(route, method, str(resp.status_code)).inc()
-            self.record_outcome(route, resp.status_code)
+            self.record_outcome(request, route, resp.status_code, seconds)
             return resp
 
         return endpoint
 
     async def _handle(self, request: Request, handler: Handler, route: str) -> Response:
-        effects = self.injector.effects(self.name)
         try:
-            await self.pool.acquire(self.queue_timeout)
+            return await self.run_op(lambda ctx: handler(request, ctx))
         except PoolOverloaded as exc:
-            return JSONResponse({"error": f"{self.name} overloaded: {exc}"}, status_code=503)
-        try:
-            if effects.error_ratio > 0 and self.rng.random() < effects.error_ratio:
-                return JSONResponse({"error": f"{self.name}: injected failure"}, status_code=500)
-            ctx = RequestContext(self, effects)
-            try:
-                resp = await handler(request, ctx)
-            except DownstreamError as exc:
-                resp = JSONResponse({"error": f"{self.name}: downstream {exc}"}, status_code=exc.status)
-            except BadRequest as exc:
-                resp = JSONResponse({"error": str(exc)}, status_code=400)
-            except Exception:  # a bug must still produce a counted 500
-                log.exception("%s: unhandled error on %s", self.name, route)
-                resp = JSONResponse({"error": f"{self.name}: internal error"}, status_code=500)
-            await ctx.finish()
-            return resp
-        finally:
-            self.pool.release()
+            return JSONResponse({"error": f"{self.name} overloaded: {exc or 'no worker slot'}"}, status_code=503)
+        except InjectedFailure as exc:
+            return JSONResponse({"error": str(exc)}, status_code=500)
+        except DownstreamError as exc:
+            return JSONResponse({"error": f"{self.name}: downstream {exc}"}, status_code=exc.status)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except ClientDisconnect:  # the caller gave up (timed out) before sending its whole body
+            return JSONResponse({"error": "client closed the request"}, status_code=CLIENT_CLOSED_REQUEST)
+        except Exception:  # a bug must still produce a counted 500
+            log.exception("%s: unhandled error on %s", self.name, route)
+            return JSONResponse({"error": f"{self.name}: internal error"}, status_code=500)
 
 
 async def json_body(request: Request) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Run an ASGI app with uvicorn on a pre-bound 127.0.0.1 socket inside the current loop.
 
 ``bind_socket(host)`` binds port 0 (race-free port choice); ``HttpServer(app,
-sock)`` serves it with ``await start()`` / ``await stop()``.  uvicorn's signal
-handling and access log are disabled: the platform owns SIGINT/SIGTERM.
+sock, websockets=False)`` serves it with ``await start()`` / ``await stop()``
+(HTTP parsed by httptools, which costs a fraction of h11's CPU; WebSocket
+upgrades only when ``websockets``, with the ``websockets`` library's sans-I/O
+protocol).  uvicorn's signal handling and access log are disabled: the
+platform owns SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ class _QuietServer(uvicorn.Server):
 class HttpServer:
     """One uvicorn server for ``app`` on the bound socket ``sock``.  ``url`` is its base URL."""
 
-    def __init__(self, app: Any, sock: socket.socket, *, graceful_seconds: int = 1) -> None:
+    def __init__(self, app: Any, sock: socket.socket, *, graceful_seconds: int = 1, websockets: bool = False) -> None:
         self.sock = sock
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         config = uvicorn.Config(
-            app, http="h11", ws="none", lifespan="off", access_log=False, log_config=None,
+            app, http="httptools", ws="websockets-sansio" if websockets else "none", lifespan="off",
+            access_log=False, log_config=None,
             log_level="warning", server_header=False, timeout_keep_alive=30,
             timeout_graceful_shutdown=graceful_seconds,
         )

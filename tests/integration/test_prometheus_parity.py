@@ -24,24 +24,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import subprocess
 import threading
 import time
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
+from collectors.config import ScrapeConfig
+from collectors.discovery import TargetDiscovery
 from collectors.exposition import parse_text
-from collectors.samples import labels_key
+from collectors.samples import is_stale_nan, labels_key
 from collectors.scrape import ScrapeManager, Target
 from storage.sqlite import SQLiteStore
+from tests.conftest import free_port
 from tests.integration.test_prometheus_api_source import (
+    Stack,
     prom_api,
     same_float,
     start_node_and_prometheus,
     start_prometheus,
     wait_for,
 )
+from tests.integration.test_run_real_exporters import binary, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +63,7 @@ NODE_FLAGS = (
     "--collector.loadavg",
 )
 SCRAPE_SECONDS = 5.5
-# Per-scrape series each scraper writes itself; Prometheus has two more than OpsWatch.
+# Per-scrape series each scraper writes itself (the same five on both sides).
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
              "scrape_series_added"}
 # Constant for the life of the machine/exporter: every series of these must be equal, exactly.
@@ -289,15 +296,21 @@ s_count 0
 
 
 class PageServer:
-    """Serves one fixed exposition page at /metrics on loopback, from a thread of this process."""
+    """Serves an exposition page at /metrics on loopback, from a thread of this process. ``page`` may be
+    replaced between scrapes; with ``content_type`` OpenMetrics it is served as such to clients that ask."""
 
-    def __init__(self, page: str):
-        body = page.encode()
+    def __init__(self, page: str, content_type: str = "text/plain; version=0.0.4; charset=utf-8"):
+        self.page = page
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                body = server.page.encode()
+                kind = content_type
+                if "openmetrics" in content_type and "openmetrics" not in self.headers.get("Accept", ""):
+                    kind = "text/plain; version=0.0.4; charset=utf-8"  # never forced on a client that did not ask
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -314,10 +327,10 @@ class PageServer:
         self.server.server_close()
 
 
-def _both_scrape(spawn, tmp_path, page: str, seconds: float = 2.5):
+def _both_scrape(spawn, tmp_path, page: str, seconds: float = 2.5, content_type: str | None = None):
     """Prometheus and OpsWatch scrape ``page`` (job "static") every second; return each side's samples
     as {(name, labels_key): [(ts_ms, value), ...]}, and the page's ``instance``."""
-    server = PageServer(page)
+    server = PageServer(page, content_type) if content_type else PageServer(page)
     store = SQLiteStore(tmp_path / "opswatch.db")
     try:
         stack = start_prometheus(spawn, tmp_path, "static", server.instance)
@@ -371,3 +384,190 @@ def test_explicit_timestamps_keep_every_millisecond():
     stamps = [1_085_461_411_922, 1_088_059_278_222, 2_180_303_676_140, 1_700_000_000_123]
     got = [s.timestamp_ms for s in parse_text("".join(f'x{{i="{i}"}} 1 {ms}\n' for i, ms in enumerate(stamps)), 0)]
     assert got == stamps
+
+
+# -- relabeling: the same scrape config in Prometheus's file and in OpsWatch's -----------------------------
+
+RELABEL_JOB = """\
+job_name: relabel
+scrape_interval: 1s
+scrape_timeout: 1s
+static_configs:
+  - targets: ["{node}", "127.0.0.1:{dead}", "localhost"]
+    labels: {{env: parity, __tmp_region: eu}}
+  - targets: ["127.0.0.1:{dropped}"]
+    labels: {{drop_me: "yes"}}
+relabel_configs:
+  - {{source_labels: [drop_me], regex: "yes", action: drop}}
+  - {{source_labels: [__address__], modulus: 8, target_label: shard, action: hashmod}}
+  - {{source_labels: [__address__], regex: "(.*):.*", target_label: host}}
+  - {{regex: "__tmp_(.*)", replacement: "${{1}}", action: labelmap}}
+  - {{source_labels: [env, shard], separator: "-", target_label: env_shard, action: uppercase}}
+  - {{source_labels: [job], target_label: instance, action: dropequal}}
+  - {{source_labels: [env], target_label: env, action: keepequal}}
+  - {{source_labels: [__address__], regex: "localhost", target_label: __metrics_path__, replacement: /nowhere}}
+metric_relabel_configs:
+  - {{source_labels: [__name__], regex: "go_.*|process_.*|promhttp_.*", action: drop}}
+  - {{source_labels: [__name__], regex: "node_load(1|5|15)", target_label: __name__, replacement: "load_${{1}}m"}}
+  - {{source_labels: [__name__, mode], regex: "node_cpu_seconds_total;(?:nice|steal|irq|softirq)", action: drop}}
+  - {{regex: "fstype|domainname", action: labeldrop}}
+  - {{source_labels: [__name__], modulus: 4, target_label: name_shard, action: hashmod}}
+  - {{source_labels: [mode], target_label: mode_upper, action: uppercase}}
+  - {{source_labels: [device, mountpoint], separator: "@", regex: "(.+)@(.+)", target_label: fs, replacement: "$2 on $1"}}
+"""
+
+
+def _start_prometheus_with(spawn, tmp_path, job_yaml: str) -> Stack:
+    """A Prometheus whose only scrape config is ``job_yaml`` (one job, as YAML)."""
+    prom = free_port()
+    stack = Stack(f"http://127.0.0.1:{prom}", tmp_path)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                                      "scrape_configs": [yaml.safe_load(job_yaml)]}))
+    with open(tmp_path / "prometheus.log", "w") as log:
+        spawn([binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+               f"--web.listen-address=127.0.0.1:{prom}"], stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"{stack.prom_url}/-/ready")
+    return stack
+
+
+def test_same_relabel_configs_give_the_same_series_as_prometheus(spawn, tmp_path):
+    """Target relabeling (drop, hashmod, replace, labelmap, uppercase, dropequal, __metrics_path__, the default
+    port, keepequal) and metric relabeling (drop, rename, labeldrop, hashmod, uppercase of a missing label) in
+    one scrape config, given word for word to Prometheus and to OpsWatch: the stored series sets are equal,
+    synthetic series (which carry the target labels) included."""
+    node = free_port()
+    with open(tmp_path / "node_exporter.log", "w") as log:
+        spawn([binary("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node}", *NODE_FLAGS],
+              stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{node}/metrics")
+    job_yaml = RELABEL_JOB.format(node=f"127.0.0.1:{node}", dead=free_port(), dropped=free_port())
+    stack = _start_prometheus_with(spawn, tmp_path, job_yaml)
+
+    job = ScrapeConfig.model_validate(yaml.safe_load(job_yaml)).with_defaults(1.0, 1.0)
+    discovery = TargetDiscovery([job])
+    assert len(discovery.targets()) == 3 and discovery.dropped == {"relabel": 1}
+    store = SQLiteStore(tmp_path / "opswatch.db")
+    try:
+        start_ms = int(time.time() * 1000)
+        _run_opswatch(ScrapeManager([], store.append, interval_seconds=1.0, discovery=discovery), 4.5)
+        ops = {(name, labels_key(labels)) for name in store.metric_names() for labels in store.series(name)}
+
+        def prometheus_has_scraped_all() -> bool:
+            result = prom_api(stack.prom_url, "/api/v1/query", {"query": 'count(up{job="relabel"})'})["result"]
+            return bool(result) and result[0]["value"][1] == "3"
+
+        wait_for(prometheus_has_scraped_all, "Prometheus scrapes the three relabeled targets", stack)
+        time.sleep(2)
+        listed = prom_api(stack.prom_url, "/api/v1/series",
+                          {"match[]": '{job="relabel"}', "start": start_ms / 1000, "end": time.time()})
+        prom = {(s["__name__"], labels_key({k: v for k, v in s.items() if k != "__name__"})) for s in listed}
+    finally:
+        store.close()
+
+    assert prom == ops, (f"only in Prometheus: {sorted(prom - ops)[:10]}\nonly in OpsWatch: {sorted(ops - prom)[:10]}")
+    ups = {key for key in ops if key[0] == "up"}
+    assert len(ups) == 3  # node_exporter, the dead port and localhost:80 (a default port, as Prometheus 2.x adds)
+    assert any('instance="localhost:80"' in labels for _, labels in ups)
+    names = {name for name, _ in ops}
+    assert {"load_1m", "load_5m", "load_15m"} <= names and not any(n.startswith("go_") for n in names)
+    assert any("name_shard" in labels for _, labels in ops) and len(ops) > 50
+    print(f"\nrelabel parity: {len(ops)} series, equal sets")
+
+
+# -- OpenMetrics: the same page, negotiated as OpenMetrics by both ------------------------------------------
+
+OPENMETRICS_PAGE = """\
+# TYPE requests counter
+# HELP requests Requests served.
+requests_total{{code="200"}} 1027
+requests_created{{code="200"}} 1699999000.5
+# TYPE build info
+build_info{{version="1.2.3"}} 1
+# TYPE state stateset
+state{{state="ready"}} 1
+state{{state="starting"}} 0
+# TYPE queue_size gaugehistogram
+queue_size_bucket{{le="10"}} 4
+queue_size_bucket{{le="+Inf"}} 6
+queue_size_gcount 6
+queue_size_gsum 33
+# TYPE latency_seconds histogram
+# UNIT latency_seconds seconds
+latency_seconds_bucket{{le="0.1"}} 2 # {{trace_id="abc"}} 0.05
+latency_seconds_bucket{{le="+Inf"}} 3
+latency_seconds_count 3
+latency_seconds_sum 1.5
+# TYPE rpc_seconds summary
+rpc_seconds{{quantile="0.5"}} NaN
+rpc_seconds_count 0
+rpc_seconds_sum 0
+# TYPE temperature_celsius gauge
+temperature_celsius{{room="a\\\\b \\"c\\"\\nd"}} -Inf
+# TYPE mystery unknown
+mystery 42
+# TYPE stamped gauge
+stamped 7 {ts}
+# EOF
+"""
+
+
+def test_openmetrics_page_is_stored_as_prometheus_stores_it(spawn, tmp_path):
+    """Counters with _created, info, stateset, gauge histogram, histogram with an exemplar, summary, unknown,
+    escapes, -Inf/NaN and a timestamp in fractional seconds, negotiated as OpenMetrics by both scrapers."""
+    ts_s = f"{time.time() - 5:.4f}"
+    page = OPENMETRICS_PAGE.format(ts=ts_s)
+    prom, ops, _ = _both_scrape(spawn, tmp_path, page, content_type="application/openmetrics-text; version=1.0.0")
+    prom_set = {k for k in prom if k[0] not in SYNTHETIC}
+    ops_set = {k for k in ops if k[0] not in SYNTHETIC}
+    assert prom_set == ops_set, (
+        f"only in Prometheus: {sorted(prom_set - ops_set)}\nonly in OpsWatch: {sorted(ops_set - prom_set)}")
+    differing = {k: (prom[k][-1][1], ops[k][-1][1]) for k in ops_set if not same_float(prom[k][-1][1], ops[k][-1][1])}
+    assert not differing, f"(Prometheus, OpsWatch) values differ: {differing}"
+    [stamped] = [k for k in ops_set if k[0] == "stamped"]
+    assert [t for t, _ in prom[stamped]] == [t for t, _ in ops[stamped]] == [int(float(ts_s) * 1000)]
+    print(f"\nOpenMetrics parity: {len(ops_set)} series equal, stamped at {ts_s} s")
+
+
+# -- staleness: a series that leaves the page ---------------------------------------------------------------
+
+
+def test_series_that_leaves_the_page_is_stale_on_both_sides(spawn, tmp_path):
+    server = PageServer("kept 1\nleaving 2\n")
+    store = SQLiteStore(tmp_path / "opswatch.db")
+    try:
+        stack = start_prometheus(spawn, tmp_path, "static", server.instance)
+        target = Target("static", f"http://{server.instance}/metrics")
+        manager = ScrapeManager([target], store.append, interval_seconds=1.0)
+
+        async def main():
+            task = asyncio.create_task(manager.run())
+            await asyncio.sleep(2.5)
+            server.page = "kept 1\n"
+            left_at = time.time()
+            await asyncio.sleep(2.5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return left_at
+
+        left_at = asyncio.run(main())
+        time.sleep(1)
+
+        # Prometheus: the series' last raw sample is seconds old (within the 5 minute lookback), yet an
+        # instant query no longer returns it: its staleness marker hides it.
+        raw = prom_api(stack.prom_url, "/api/v1/query", {"query": 'leaving{job="static"}[1m]'})["result"]
+        assert raw and float(raw[0]["values"][-1][0]) < left_at + 1.5
+        assert prom_api(stack.prom_url, "/api/v1/query", {"query": 'leaving{job="static"}'})["result"] == []
+        assert prom_api(stack.prom_url, "/api/v1/query", {"query": 'kept{job="static"}'})["result"]
+
+        # OpsWatch: a staleness marker after the last real sample, at the first scrape without the series
+        [leaving] = store.select("leaving")
+        [kept] = store.select("kept")
+        real = leaving.values.dropna()
+        assert len(real) >= 2 and is_stale_nan(leaving.values.iloc[-1])
+        marker_ms = leaving.values.index.asi8[-1]
+        assert left_at * 1000 <= marker_ms <= left_at * 1000 + 1500
+        assert kept.values.index.asi8[-1] > marker_ms and not math.isnan(kept.values.iloc[-1])
+    finally:
+        store.close()
+        server.close()

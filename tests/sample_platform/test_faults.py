@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from sample_platform.faults import (FAULT_KINDS, NO_EFFECTS, FaultInjector, rfc3339, valid_targets)
+from sample_platform.faults import FAULT_KINDS, NO_EFFECTS, FaultInjector, valid_targets
 from sample_platform.graph import CALL_GRAPH, NODES
+from sample_platform.groundtruth import rfc3339
 
 T0 = 1_795_428_000.123  # 2026-11-22T...Z, exactly representable to the millisecond in the output
 
@@ -27,9 +28,11 @@ def test_catalogue_kinds_and_targets():
         assert kind.name == name
         assert kind.description and "\n" not in kind.description
         assert valid_targets(name) == list(NODES)
-    assert set(NODES) == {"gateway", "user", "feed", "post", "live", "gift", "message",
-                          "postgres", "redis", "kafka"}
+    # the original ten nodes keep their names; the full platform adds to them
+    assert {"gateway", "user", "feed", "post", "live", "gift", "message", "postgres", "redis", "kafka"} < set(NODES)
+    assert {"giftdb-0", "giftdb-1", "cdn-a", "cdn-b", "cdn-c"} < set(NODES)
     assert set(CALL_GRAPH) == set(NODES)
+    assert all(set(downstreams) <= set(NODES) for downstreams in CALL_GRAPH.values())
     assert FAULT_KINDS["latency"].defaults() == {"latency_seconds": 0.25}
     assert FAULT_KINDS["errors"].defaults() == {"error_ratio": 0.5}
     assert FAULT_KINDS["saturation"].defaults()["usable_slots"] == 2
@@ -47,8 +50,8 @@ def test_inject_records_ground_truth_with_injected_clock(tmp_path):
     log = tmp_path / "sub" / "faults.jsonl"
     inj = FaultInjector(log, clock=clock)
     rec = inj.inject("latency", "postgres", 60)
-    assert set(rec) == {"id", "kind", "target", "start", "end", "params"}
-    assert rec["kind"] == "latency" and rec["target"] == "postgres"
+    assert set(rec) == {"id", "kind", "target", "start", "end", "params", "fault"}
+    assert rec["kind"] == "latency" and rec["target"] == "postgres" and rec["fault"] is True
     assert rec["start"] == rfc3339(T0) and rec["start"].endswith(".123Z")
     assert rec["end"] == rfc3339(T0 + 60)
     assert rec["start"][:4] == "2026" and rec["start"][10] == "T"
@@ -60,7 +63,7 @@ def test_inject_records_ground_truth_with_injected_clock(tmp_path):
     assert rec2["id"] != rec["id"]
     lines = log.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [rec, rec2]
-    assert inj.records() == [rec, rec2]
+    assert inj.records() == [rec, rec2] == inj.truth.records()
 
 
 def test_rfc3339_format():

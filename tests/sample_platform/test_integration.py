@@ -1,4 +1,5 @@
-"""Integration test: the real platform as a subprocess, scraped and faulted over HTTP."""
+"""Integration test: the real platform as a subprocess, under its own traffic, scraped, faulted and surged
+over HTTP."""
 
 from __future__ import annotations
 
@@ -8,29 +9,84 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sample_platform.graph import CALL_GRAPH, NODES, SERVICES
+from sample_platform.faults import FAULT_KINDS
+from sample_platform.graph import CALL_GRAPH, CDN_EDGES, GIFT_SHARDS, NODES, SERVICES
+from sample_platform.surges import SURGE_KINDS
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+SIM_START = "2026-11-21T19:00:00Z"  # a Saturday evening
+TIME_SCALE = 60
 COMMON = ["http_requests_total", "http_request_duration_seconds_bucket", "http_request_duration_seconds_count",
-          "http_requests_in_flight", "worker_pool_size", "worker_busy_seconds_total"]
+          "http_requests_in_flight", "worker_pool_size", "worker_busy_seconds_total", "platform_build_info",
+          "process_start_time_seconds"]
+DB = ["pg_query_duration_seconds_bucket", "pg_connections_active", "pg_connections_max", "pg_rows_written_total"]
 EXTRAS = {
-    "postgres": ["pg_query_duration_seconds_bucket", "pg_connections_active", "pg_connections_max"],
-    "redis": ["redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_command_duration_seconds_count"],
-    "kafka": ["kafka_messages_produced_total", "kafka_messages_consumed_total", "kafka_consumergroup_lag"],
-    "gateway": ["platform_online_users"],
-    "live": ["live_viewers"],
-    "gift": ["gift_orders_total"],
-    "message": ["messages_sent_total"],
-    "post": ["posts_created_total"],
+    "gateway": ["platform_online_users", "gateway_rate_limited_total", "gateway_rate_limit_rps"],
+    "user": ["user_cache_requests_total"],
+    "feed": ["feed_items_served_total", "feed_degraded_total"],
+    "recommend": ["recommend_scorer_duration_seconds_bucket", "recommend_candidates_scored_total"],
+    "post": ["posts_created_total", "post_likes_total", "post_comments_total"],
+    "media": ["media_uploads_total", "media_transcode_jobs_total", "media_transcode_duration_seconds_bucket"],
+    "search": ["search_queries_total", "search_index_documents", "search_index_terms"],
+    "message": ["im_connections_online", "im_messages_sent_total", "im_messages_delivered_total",
+                "im_message_delivery_seconds_bucket", "im_events_total"],
+    "notification": ["notifications_sent_total", "notification_push_duration_seconds_bucket",
+                     "notification_campaign_active"],
+    "live": ["live_viewers", "live_joins_total", "live_playback_seconds_total", "live_stall_seconds_total",
+             "live_stalls_total", "live_delivered_bits_total", "live_first_frame_seconds_bucket"],
+    "origin": ["origin_rooms_live", "origin_ingested_segments_total", "origin_ingested_bytes_total"],
+    **{edge: ["cdn_cache_requests_total", "cdn_egress_bytes_total"] for edge in CDN_EDGES},
+    "gift": ["gift_orders_total", "gift_order_duration_seconds_bucket"],
+    "payment": ["payment_charges_total", "payment_settled_gifts_total"],
+    "inventory": ["inventory_reservations_total"],
+    "postgres": DB, **{shard: DB for shard in GIFT_SHARDS},
+    "redis": ["redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_commands_total",
+              "redis_commands_duration_seconds_total", "redis_db_keys"],
+    "kafka": ["kafka_messages_produced_total", "kafka_messages_consumed_total", "kafka_consumergroup_lag",
+              "kafka_topic_partition_current_offset"],
+    "objstore": ["objstore_objects", "objstore_stored_bytes", "objstore_transferred_bytes_total"],
 }
+#: One counter per business (node, metric, labels) that must grow under the platform's own traffic.
+BUSINESS_COUNTERS = [
+    ("feed", "feed_items_served_total", {"source": "following"}),
+    ("feed", "feed_items_served_total", {"source": "recommended"}),
+    ("recommend", "recommend_candidates_scored_total", {}),
+    ("user", "user_cache_requests_total", {"tier": "l1", "result": "hit"}),
+    ("user", "user_cache_requests_total", {"tier": "l2", "result": "hit"}),
+    ("post", "post_likes_total", {}),
+    ("post", "post_comments_total", {}),
+    ("media", "media_uploads_total", {}),
+    ("media", "media_transcode_jobs_total", {"status": "ok"}),
+    ("search", "search_queries_total", {}),
+    ("message", "im_messages_sent_total", {}),
+    ("message", "im_messages_delivered_total", {"via": "socket"}),
+    ("message", "im_events_total", {"type": "typing"}),
+    ("message", "im_events_total", {"type": "read"}),
+    ("notification", "notifications_sent_total", {"status": "delivered"}),
+    ("live", "live_joins_total", {}),
+    ("live", "live_playback_seconds_total", {}),
+    ("live", "live_delivered_bits_total", {}),
+    ("origin", "origin_ingested_segments_total", {}),
+    *[(edge, "cdn_egress_bytes_total", {}) for edge in CDN_EDGES],
+    ("gift", "gift_orders_total", {"status": "ok"}),
+    ("payment", "payment_charges_total", {"status": "ok"}),
+    ("payment", "payment_settled_gifts_total", {}),
+    ("inventory", "inventory_reservations_total", {"status": "ok"}),
+    *[(shard, "pg_rows_written_total", {}) for shard in GIFT_SHARDS],
+    ("postgres", "pg_rows_written_total", {}),
+    ("kafka", "kafka_messages_consumed_total", {}),
+    ("objstore", "objstore_transferred_bytes_total", {"direction": "in"}),
+    ("redis", "redis_keyspace_hits_total", {}),
+]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
@@ -61,11 +117,11 @@ class Running:
     def value(self, node: str, name: str, **labels) -> float:
         return total(self.scrape(node), name, **labels)
 
-    def post_fault(self, body) -> httpx.Response:
+    def control(self, method: str, path: str, body=None) -> httpx.Response:
         if isinstance(body, (bytes, str)):
-            return self.http.post(self.info["control"] + "/faults", content=body,
-                                  headers={"content-type": "application/json"})
-        return self.http.post(self.info["control"] + "/faults", json=body)
+            return self.http.request(method, self.info["control"] + path, content=body,
+                                     headers={"content-type": "application/json"})
+        return self.http.request(method, self.info["control"] + path, json=body)
 
 
 def total(m, name: str, **labels) -> float:
@@ -79,7 +135,8 @@ def platform(tmp_path_factory):
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sample_platform", "run", "--ports-file", str(ports),
-             "--faults-log", str(faults_log), "--rate", "30", "--seed", "7"],
+             "--faults-log", str(faults_log), "--rate", "15", "--seed", "7", "--time-scale", str(TIME_SCALE),
+             "--sim-start", SIM_START],
             cwd=REPO, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def ready():
@@ -87,7 +144,7 @@ def platform(tmp_path_factory):
                 pytest.fail(f"platform exited with {proc.returncode}:\n{log.read_text()}")
             return ports.exists()
 
-        wait_for(ready, 20, 0.05, "the ports file")
+        wait_for(ready, 30, 0.05, "the ports file")
         info = json.loads(ports.read_text())
         yield Running(proc, info, faults_log, log)
     finally:
@@ -109,47 +166,82 @@ def test_ports_file(platform):
     assert platform.http.get(info["control"] + "/-/healthy").status_code == 200
 
 
-def test_every_node_exposes_golden_signals(platform):
+def test_simulated_time_runs_at_the_time_scale(platform):
+    start = datetime.fromisoformat(SIM_START).timestamp()
+    s1 = platform.control("GET", "/traffic").json()
+    t1 = time.monotonic()
+    time.sleep(2)
+    s2 = platform.control("GET", "/traffic").json()
+    elapsed = time.monotonic() - t1
+    assert s1["time_scale"] == TIME_SCALE
+    assert s1["sim_time"] >= start
+    assert (s2["sim_time"] - s1["sim_time"]) == pytest.approx(TIME_SCALE * elapsed, rel=0.2)
+    hour = datetime.fromtimestamp(s2["sim_time"], timezone.utc).hour
+    assert 19 <= hour <= 21 and s2["multiplier"] > 1.1  # a Saturday evening is busier than average
+
+
+def test_every_node_exposes_golden_signals_and_its_business_metrics(platform):
     def all_nodes_busy():
         return all(platform.value(n, "http_requests_total") > 0 for n in NODES)
 
-    wait_for(all_nodes_busy, 15, 0.5, "traffic on every node")
+    wait_for(all_nodes_busy, 30, 0.5, "traffic on every node")
     for node in NODES:
         m = platform.scrape(node)
         names = {n for n, _ in m}
-        for name in COMMON + EXTRAS.get(node, []):
+        for name in COMMON + EXTRAS[node]:
             assert name in names, f"{node} lacks {name}"
         assert not any(dict(ls).get("route") == "/metrics" for _, ls in m), f"{node} counts /metrics"
-        assert total(m, "worker_pool_size") >= 32
+        assert total(m, "worker_pool_size") >= 16
+
+    missing: dict[str, set[str]] = {}
 
     def downstream_calls_seen():
+        missing.clear()
         for caller in SERVICES:
             m = platform.scrape(caller)
             seen = {dict(ls)["downstream"] for n, ls in m if n == "http_client_requests_total"}
             if seen != set(CALL_GRAPH[caller]):
-                return False
-        return True
+                missing[caller] = set(CALL_GRAPH[caller]) - seen
+        return not missing
 
-    wait_for(downstream_calls_seen, 20, 0.5, "client-side counters for every call-graph edge")
+    wait_for(downstream_calls_seen, 60, 1.0, f"client-side counters for every call-graph edge (missing {missing})")
 
 
-def test_traffic_flows(platform):
-    before = platform.value("gateway", "http_requests_total")
-    time.sleep(1.5)
-    after = platform.value("gateway", "http_requests_total")
-    assert after - before >= 10  # 30 req/s offered
-    stats = platform.http.get(platform.info["control"] + "/traffic").json()
+def test_every_business_moves_under_traffic(platform):
+    def read():
+        cache: dict[str, dict] = {}
+        out = []
+        for node, name, labels in BUSINESS_COUNTERS:
+            if node not in cache:
+                cache[node] = platform.scrape(node)
+            out.append(total(cache[node], name, **labels))
+        return out
+
+    before = read()
+    stuck: list[tuple] = []
+
+    def all_moved():
+        stuck[:] = [c for c, b, a in zip(BUSINESS_COUNTERS, before, read()) if not a > b]
+        return not stuck
+
+    wait_for(all_moved, 40, 2.0, f"every business counter to grow (stuck: {stuck})")
+    m = platform.scrape("message")
+    assert total(m, "im_connections_online") >= 2
+    assert platform.value("live", "live_viewers") > 0 and platform.value("origin", "origin_rooms_live") >= 2
+    stats = platform.control("GET", "/traffic").json()
     assert stats["sent"] > 0 and stats["dropped"] == 0
+    assert stats["im"]["acks"] > 0 and stats["live"]["beacons"] > 0
 
 
 def test_errors_on_gift(platform):
     gift500 = platform.value("gift", "http_requests_total", code="500")
     gw502 = platform.value("gateway", "http_requests_total", route="/api/gift", code="502")
-    r = platform.post_fault({"kind": "errors", "target": "gift", "duration_seconds": 10,
-                             "params": {"error_ratio": 1.0}})
+    r = platform.control("POST", "/faults", {"kind": "errors", "target": "gift", "duration_seconds": 10,
+                                             "params": {"error_ratio": 1.0}})
     assert r.status_code == 201, r.text
     rec = r.json()
     assert rec["kind"] == "errors" and rec["target"] == "gift" and rec["params"] == {"error_ratio": 1.0}
+    assert rec["fault"] is True
 
     def errors_seen():
         return (platform.value("gift", "http_requests_total", code="500") > gift500
@@ -172,7 +264,7 @@ def test_latency_on_postgres(platform):
     baseline = (s1 - s0) / (c1 - c0)
     assert baseline < 0.05
 
-    r = platform.post_fault({"kind": "latency", "target": "postgres", "duration_seconds": 10})
+    r = platform.control("POST", "/faults", {"kind": "latency", "target": "postgres", "duration_seconds": 10})
     assert r.status_code == 201, r.text
     assert r.json()["params"] == {"latency_seconds": 0.25}
     time.sleep(0.5)
@@ -188,33 +280,63 @@ def test_latency_on_postgres(platform):
     assert platform.value("postgres", "http_request_duration_seconds_sum") > 0
 
 
-@pytest.mark.parametrize("body,needles", [
-    ({"kind": "meltdown", "target": "postgres", "duration_seconds": 5}, ["meltdown", "latency", "saturation"]),
-    ({"kind": "latency", "target": "mysql", "duration_seconds": 5}, ["mysql", "postgres", "gateway"]),
-    ({"kind": "latency", "target": "redis", "duration_seconds": -3}, ["duration_seconds"]),
-    ({"kind": "latency", "target": "redis"}, ["duration_seconds"]),
-    ({"kind": "errors", "target": "redis", "duration_seconds": 5, "params": {"error_ratio": 2}}, ["error_ratio"]),
-    (b"{not json", ["JSON"]),
-    (b"[1, 2]", ["object"]),
+def test_celebrity_surge_multiplies_joins_and_is_recorded_as_not_a_fault(platform):
+    def joins():
+        return platform.value("live", "live_joins_total")
+
+    j0, t0 = joins(), time.monotonic()
+    time.sleep(6)
+    calm = (joins() - j0) / (time.monotonic() - t0)
+    r = platform.control("POST", "/surges", {"kind": "celebrity_live", "duration_seconds": 12,
+                                             "params": {"factor": 3, "room_id": 3}})
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert rec["kind"] == "surge:celebrity_live" and rec["fault"] is False and rec["target"] == "live"
+    status = platform.control("GET", "/traffic").json()
+    assert [s["id"] for s in status["surges"]] == [rec["id"]]
+    j1, t1 = joins(), time.monotonic()
+    time.sleep(8)
+    surging = (joins() - j1) / (time.monotonic() - t1)
+    assert surging > 2 * calm, (calm, surging)
+
+
+@pytest.mark.parametrize("path,body,needles", [
+    ("/faults", {"kind": "meltdown", "target": "postgres", "duration_seconds": 5},
+     ["meltdown", "latency", "saturation"]),
+    ("/faults", {"kind": "latency", "target": "mysql", "duration_seconds": 5}, ["mysql", "postgres", "gateway"]),
+    ("/faults", {"kind": "latency", "target": "redis", "duration_seconds": -3}, ["duration_seconds"]),
+    ("/faults", {"kind": "latency", "target": "redis"}, ["duration_seconds"]),
+    ("/faults", {"kind": "errors", "target": "redis", "duration_seconds": 5, "params": {"error_ratio": 2}},
+     ["error_ratio"]),
+    ("/faults", b"{not json", ["JSON"]),
+    ("/faults", b"[1, 2]", ["object"]),
+    ("/surges", {"kind": "flash_mob", "duration_seconds": 5}, ["flash_mob", "celebrity_live"]),
+    ("/surges", {"kind": "deploy", "target": "kafka", "duration_seconds": 5}, ["kafka", "feed"]),
+    ("/surges", {"kind": "deploy", "duration_seconds": 5, "when": "now"}, ["when", "target"]),
+    ("/surges", {"kind": "marketing_push"}, ["duration_seconds"]),
 ])
-def test_bad_fault_requests(platform, body, needles):
-    r = platform.post_fault(body)
+def test_bad_control_requests(platform, path, body, needles):
+    r = platform.control("POST", path, body)
     assert r.status_code == 400
     err = r.json()["error"]
     for needle in needles:
         assert needle in err, err
 
 
-def test_fault_listing_kinds_and_ground_truth_file(platform):
-    faults = platform.http.get(platform.info["control"] + "/faults").json()["faults"]
-    assert [(f["kind"], f["target"]) for f in faults] == [("errors", "gift"), ("latency", "postgres")]
+def test_ground_truth_listing_kinds_and_file(platform):
+    records = platform.control("GET", "/faults").json()["faults"]
+    assert [(f["kind"], f["target"], f["fault"]) for f in records] == [
+        ("errors", "gift", True), ("latency", "postgres", True), ("surge:celebrity_live", "live", False)]
     lines = [json.loads(x) for x in platform.faults_log.read_text().splitlines()]
-    assert lines == faults
-    for f in faults:
+    assert lines == records
+    for f in records:
         assert f["start"].endswith("Z") and f["end"] > f["start"]
-    kinds = platform.http.get(platform.info["control"] + "/faults/kinds").json()["kinds"]
-    assert set(kinds) == {"latency", "errors", "saturation"}
+    kinds = platform.control("GET", "/faults/kinds").json()["kinds"]
+    assert set(kinds) == set(FAULT_KINDS)
     assert all(sorted(targets) == sorted(NODES) for targets in kinds.values())
+    surge_kinds = platform.control("GET", "/surges/kinds").json()
+    assert set(surge_kinds["kinds"]) == set(SURGE_KINDS)
+    assert surge_kinds["params"]["celebrity_live"] == {"factor": 4.0, "room_id": 1}
 
 
 def test_sigterm_exits_cleanly(platform):
@@ -223,7 +345,13 @@ def test_sigterm_exits_cleanly(platform):
     assert "Traceback" not in platform.log.read_text()
 
 
-def test_cli_usage_error():
-    r = subprocess.run([sys.executable, "-m", "sample_platform", "run"], cwd=REPO,
+@pytest.mark.parametrize("args,needle", [
+    ([], "--ports-file"),
+    (["--ports-file", "p", "--faults-log", "f", "--time-scale", "0"], "--time-scale"),
+    (["--ports-file", "p", "--faults-log", "f", "--sim-start", "next friday"], "ISO 8601"),
+    (["--ports-file", "p", "--faults-log", "f", "--surges", "always"], "calendar"),
+])
+def test_cli_usage_errors(args, needle):
+    r = subprocess.run([sys.executable, "-m", "sample_platform", "run", *args], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "--ports-file" in r.stderr
+    assert r.returncode == 2 and needle in r.stderr, r.stderr

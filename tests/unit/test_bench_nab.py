@@ -207,3 +207,56 @@ def test_windows_naming_files_without_data_exit_2(tmp_path, profiles, capsys):
             "--profiles", str(profiles)]
     assert main(argv) == 2
     assert "realTiny/dip.csv" in capsys.readouterr().err
+
+
+def test_ensemble_and_its_members_are_registered():
+    from detection.ensemble import Ensemble
+
+    assert isinstance(DETECTORS["ensemble"](), Ensemble)
+    assert {"range_novelty", "seasonal_profile", "level_shift"} <= set(DETECTORS)
+
+
+def test_ensemble_finds_the_injected_anomalies(tmp_path, profiles):
+    data_dir, windows = write_corpus(tmp_path)
+    result = run_detector("ensemble", data_dir, windows, tmp_path / "results", profiles)
+    assert result["scores"]["standard"]["normalized"] > 80.0  # all three windows, no costly false alarm
+    for key in SPEC:
+        scores = pd.read_csv(result_path(tmp_path / "results", key, "ensemble"))["anomaly_score"].to_numpy()
+        first, last = SPEC[key][1]
+        assert scores[first] >= scores[: first].max()  # the anomaly's first point tops everything before it
+
+
+def test_a_factory_replaces_the_registry_under_the_given_name(tmp_path, profiles):
+    import functools
+
+    from detection.ensemble import Ensemble
+
+    data_dir, windows = write_corpus(tmp_path)
+    by_name = run_detector("ensemble", data_dir, windows, tmp_path / "a", profiles)
+    by_factory = run_detector("mine", data_dir, windows, tmp_path / "b", profiles, factory=functools.partial(Ensemble))
+    assert by_factory["detector"] == "mine" and by_factory["scores"] == by_name["scores"]
+    for key in SPEC:
+        assert result_path(tmp_path / "b", key, "mine").read_bytes() == result_path(tmp_path / "a", key, "ensemble").read_bytes()
+
+
+def test_sensitivity_variants_change_one_thing_each(tmp_path, profiles):
+    from detection.evaluation import sensitivity
+
+    default = sensitivity.build()
+    assert [name for name, _ in default.members] == ["range", "seasonal", "level_shift"]
+    assert [name for name, _ in sensitivity.build(drop=("range",)).members] == ["seasonal", "level_shift"]
+    halved = sensitivity.build(**sensitivity.VARIANTS["calibration.memory x0.5"])
+    assert dict(halved.members)["seasonal"].ratio.memory == 5000
+    assert all(r.memory == 5000 for r in dict(halved.members)["level_shift"].ratios)
+    assert dict(sensitivity.build(**sensitivity.VARIANTS["level_shift.spans x1.5"]).members)["level_shift"].spans == (
+        (60, 1500), (150, 6000))
+    assert sensitivity.build(**sensitivity.VARIANTS["no onset filter"]).onset is None
+    with pytest.raises(KeyError, match="nope"):
+        sensitivity.build(drop=("nope",))
+
+    data_dir, windows = write_corpus(tmp_path)
+    out = sensitivity.run(tmp_path / "r", ["default", "range only"], data_dir, windows, profiles)
+    assert list(out) == ["default", "range only"]
+    assert set(out["default"]) == {"change", "seconds", *PROFILES}
+    assert out["default"]["standard"] == round(run_detector("ensemble", data_dir, windows, tmp_path / "e", profiles)[
+        "scores"]["standard"]["normalized"], 2)

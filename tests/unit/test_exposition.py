@@ -1,15 +1,19 @@
-"""Parsing the Prometheus text exposition format (0.0.4) into samples: collectors/exposition.py."""
+"""Parsing the Prometheus text exposition format (0.0.4) into samples: collectors/exposition.py, and its
+hot path collectors/text_parser.py, which must agree with prometheus-client's parser on every page here."""
 
 from __future__ import annotations
 
 import math
+import random
+import struct
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.exposition import parse_text
+from collectors.exposition import PageSample, accept_header, is_openmetrics, parse_text, text_samples
 from collectors.samples import Sample, labels_key
+from collectors.text_parser import CachedTextParser
 from opswatch.errors import ParseError
 
 SCRAPE_MS = 1_700_000_000_000
@@ -225,3 +229,148 @@ def test_generate_latest_page_has_hand_computed_values():
     assert by_key[("latency_seconds_count", "{}")] == 4.0
     assert by_key[("latency_seconds_sum", "{}")] == pytest.approx(1.45)
     assert all(s.labels["job"] == "feed" and s.labels["instance"] == "10.0.0.7:9100" for s in samples)
+
+
+def test_counter_type_does_not_rename_a_sample_of_another_family():
+    # Regression test (fixed bug): "foo_total" under "# TYPE foo counter" is its own (untyped) family in the text
+    # format, and Prometheus stores it as written; the old correction renamed it "foo".
+    page = "# TYPE foo counter\nfoo_total 1\n# TYPE bar_total counter\nbar_total 2\n"
+    assert [s.name for s in parse_text(page, SCRAPE_MS)] == ["foo_total", "bar_total"]
+
+
+def test_accept_header_and_content_type():
+    assert accept_header() == ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+                               "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    assert accept_header(["PrometheusText0.0.4"]) == "text/plain;version=0.0.4,*/*;q=0.1"
+    with pytest.raises(KeyError):
+        accept_header(["PrometheusProto"])
+    assert is_openmetrics("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    assert not is_openmetrics("text/plain; version=0.0.4") and not is_openmetrics(None) and not is_openmetrics("")
+
+
+# -- the hot path agrees with prometheus-client ------------------------------------------------------------
+
+
+def _key(s: PageSample) -> tuple:
+    """A sample with its value as bits, so NaN == NaN and -0.0 != 0.0."""
+    return s.name, labels_key(s.labels), struct.pack(">d", s.value), s.timestamp_ms
+
+
+def _reference(page: str):
+    try:
+        return [_key(s) for s in text_samples(page)]
+    except ParseError:
+        return ParseError
+
+
+def _fast(parser: CachedTextParser, page: str):
+    try:
+        return [_key(PageSample(*row[1:])) for row in parser.parse(page)]
+    except ParseError:
+        return ParseError
+
+
+def _summary_page() -> str:
+    registry = CollectorRegistry()
+    summary = Summary("rpc_seconds", "RPC latency.", ["method"], registry=registry)
+    summary.labels("get").observe(0.3)
+    Gauge("temperature", "With a tricky value.", ["where"], registry=registry).labels('in "the" \\ room\n').set(-0.0)
+    return generate_latest(registry).decode()
+
+
+FIXED_PAGES = {
+    "page": PAGE,
+    "registry": _registry_page(),
+    "summary": _summary_page(),
+    "tricky": (
+        'escapes{quote="q\\"b",backslash="a\\\\b",newline="l1\\nl2",brace="}{",comma="a,b"} 1\n'
+        'specials{v="nan"} NaN\nspecials{v="pinf"} +Inf\nspecials{v="ninf"} -Inf\nspecials{v="negzero"} -0\n'
+        'specials{v="2^53+1"} 9007199254740993\nspecials{v="huge"} 1e400\nspecials{v="exp"} 1.5E+3\n'
+        'trailing_comma{a="1",} 7\nexplicit_ts 9 1700000000123\nexplicit_ts2{a="b"} 9 -5\n'
+        'tabs{a="1"}\t3\t1700000000000\n  leading_space 4\nempty_label{x="",y="1"} 2\n'
+        '# TYPE plain_counter counter\nplain_counter 5\n# HELP with_help Some \\n help.\nwith_help 1\n'
+        'spaced { a = "1" } 2\n'
+    ),
+    "malformed-value": 'm{code="500"} notanumber\n',
+    "malformed-underscore": "m 1_000\n",
+    "malformed-label": "m{code=500} 1\n",
+    "malformed-name": "1metric 1\n",
+    "malformed-duplicate-label": 'm{a="x",a="y"} 1\n',
+    "malformed-type": "# TYPE foo\n",
+    "malformed-inf-timestamp": "m 1 +Inf\n",
+    "malformed-huge-int": "m " + "9" * 400 + "\n",
+    "malformed-after-good": 'ok 1\nm{code="5"} one two\n',
+    "no-name": '{code="500"} 1\n',
+    "name-in-labels": '{__name__="named", a="1"} 3\n',
+    "crlf": "a 1\r\nb{c=\"d\"} 2\r\n",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("name", list(FIXED_PAGES))
+def test_hot_path_agrees_with_prometheus_client_cold_and_warm(name):
+    page = FIXED_PAGES[name]
+    expected = _reference(page)
+    parser = CachedTextParser()
+    assert _fast(parser, page) == expected, "cold cache"
+    assert _fast(parser, page) == expected, "warm cache"
+    assert _fast(parser, "a 1\n") == _reference("a 1\n")  # and the cache stays usable after an error
+
+
+# Tokens from usual to odd (the first half are the usual ones).
+VALUES = ["1", "0", "-0", "12.5", "-3e-2", "1E3", "+Inf", "-Inf", "NaN", "9007199254740993", "1" * 330, ".5",
+          "+0", "Inf", "nan", "infinity", "5.", "١٢", "1_0", "0x10", "1" * 400, "x", "", "1.5e400"]
+STAMPS = ["", "", " 1700000000123", " -1", " 0", "\t17", "  17  ", " 1 2", " 1.5", " +Inf", " 1_0", " " + "9" * 25]
+LABEL_SETS = ["", "{}", '{a="1"}', '{a="1",}', '{a="}"}', '{a="x\\"}"}', '{a="\\\\"}', '{a="1", b="2"}',
+              '{a="é☃"}', '{a="{"}', '{ a="1" }', '{__name__="n"}', '{a="1"', '{a=1}', '{a="1"} }', '{a="1"}{b="2"}']
+NAMES = ["m", "m_total", "a:b", "_x", "9m", ""]
+
+
+def _pick(rng: random.Random, tokens: list[str]) -> str:
+    """Mostly one of the first, usual tokens; sometimes any of them (the odd ones come last)."""
+    return rng.choice(tokens[:len(tokens) // 2] if rng.random() < 0.8 else tokens)
+
+
+def _random_page(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(1, 8)):
+        roll = rng.random()
+        if roll < 0.1:
+            lines.append(rng.choice(["# TYPE m counter", "# HELP m text", "# TYPE m", "# comment", "#", "# TYPE m bogus"]))
+        elif roll < 0.15:
+            lines.append(rng.choice(["", "   "]))
+        else:
+            sep = rng.choice([" ", " ", "\t", "  "])
+            lines.append(f"{_pick(rng, NAMES)}{_pick(rng, LABEL_SETS)}{sep}{_pick(rng, VALUES)}{_pick(rng, STAMPS)}")
+    return "\n".join(lines) + rng.choice(["\n", ""])
+
+
+def test_hot_path_agrees_with_prometheus_client_on_random_pages():
+    """Thousands of pages built from tricky tokens (values, timestamps, label texts, separators): every
+    page, cold then warm then with other values, parses to exactly what prometheus-client gives, or fails
+    as it does."""
+    rng = random.Random(20260417)
+    parser = CachedTextParser()
+    failures, checked = [], 0
+    for _ in range(3000):
+        page = _random_page(rng)
+        expected = _reference(page)
+        checked += expected is not ParseError
+        for attempt in ("shared cache", "again"):
+            got = _fast(parser, page)
+            if got != expected:
+                failures.append((attempt, page, expected, got))
+    assert not failures, failures[:3]
+    assert checked > 1000  # enough pages that parse, not only errors
+
+
+def test_hot_path_with_changing_values_matches_each_page():
+    parser = CachedTextParser()
+    for step in range(5):
+        registry = CollectorRegistry()
+        requests = Counter("http_requests", "Requests.", ["code"], registry=registry)
+        requests.labels("200").inc(7 + step)
+        Gauge("queue_depth", "Queue depth.", registry=registry).set(step * 0.1)
+        page = generate_latest(registry).decode()
+        assert _fast(parser, page) == _reference(page)
+    assert len(parser) == 3  # only the series of the last page stay cached (counter, its _created, gauge)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from alerting.incidents import IncidentManager
 from alerting.lifecycle import AlertTracker
 from alerting.notify import NotificationDispatcher, WebhookNotifier, webhook_payload
-from alerting.rules import load_rules
+from alerting.rules import Condition, load_rules
 from detection.base import Score
 from tests.conftest import WebhookReceiver, free_port
 from topology.graph import Topology
@@ -18,9 +18,11 @@ from topology.graph import Topology
 def one_incident():
     rule = next(r for r in load_rules() if r.name == "ErrorRatioAnomaly")
     tracker, incidents = AlertTracker(), IncidentManager(Topology.load())
+    labels = {"alertname": rule.name, "job": "gift", "signal": "error_ratio", "severity": "warning"}
     for t in range(0, 11):
-        scores = {("gift", "error_ratio"): Score(t * 1000, 0.5, 50.0, 0.0, 0.01)}
-        tracker.update(t * 1000, [(c, rule.for_ms) for c in rule.evaluate({"gift": {"error_ratio": 0.5}}, scores)])
+        score = Score(t * 1000, 0.5, 50.0, 0.0, 0.01)
+        tracker.update(t * 1000, [Condition(labels, {"summary": "gift: error ratio"}, 50.0, "error_ratio", score,
+                                            rule.for_ms)])
         changed = incidents.update(t * 1000, tracker.alerts)
     return changed[0], tracker.alerts
 

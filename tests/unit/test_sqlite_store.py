@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from collectors.samples import Sample
+from collectors.samples import STALE_NAN, Sample, is_stale_nan
 from opswatch.errors import StorageError
 from storage.matchers import Matcher
 from storage.sqlite import SQLiteStore
@@ -25,10 +27,13 @@ SERIES = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "nested" / "dir" / "opswatch.db")  # missing directories are created
-    yield s
+@pytest.fixture(params=["head", "chunks"])
+def store(request, tmp_path):
+    """Every test runs twice: samples still in the head, and compacted into chunks after every append."""
+    head_max = 10**9 if request.param == "head" else 1
+    # retention is measured from an injected clock: samples near the epoch are not "too old"
+    s = SQLiteStore(tmp_path / "nested" / "dir" / "opswatch.db", clock=lambda: 10.0, head_max_samples=head_max)
+    yield s  # missing directories are created
     s.close()
 
 
@@ -252,6 +257,53 @@ def test_a_select_never_sees_half_of_a_committed_batch(store):
     assert at_2000 in ({"0": 2.0, "1": 5.0}, {"0": None})
 
 
+def test_a_select_across_a_compaction_sees_the_store_as_it_began(store):
+    # select() reads the series, their chunks and their in-memory head samples as of one moment: a
+    # compaction committed meanwhile (head -> chunks) must neither hide samples nor show newer ones
+    store.append([Sample("load", {"i": "0"}, 1000, 1.0), Sample("load", {"i": "0"}, 3000, 3.0)])
+    asked, go_on = threading.Event(), threading.Event()
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(store.select("load", [PausingMatcher(asked, go_on)])))
+    thread.start()
+    assert asked.wait(5)
+    store.append([Sample("load", {"i": "0"}, 1000, 9.0), Sample("load", {"i": "0"}, 2000, 2.0)])  # a rewrite
+    store.compact()
+    go_on.set()
+    thread.join(5)
+    [[before]] = result
+    assert before.values.index.as_unit("ms").asi8.tolist() == [1000, 3000] and list(before.values) == [1.0, 3.0]
+    [after] = store.select("load")
+    assert list(after.values) == [9.0, 2.0, 3.0]
+
+
+def test_the_head_is_read_back_bit_for_bit_when_reopened(tmp_path):
+    path = tmp_path / "ow.db"
+    first = SQLiteStore(path)
+    first.append([Sample("m", {"a": "1"}, 1000, STALE_NAN), Sample("m", {"a": "2"}, 1000, -0.0)])
+    first.append([Sample("m", {"a": "2"}, 1000, 5.0), Sample("m", {"a": "1"}, 500, 1.0)])  # a rewrite, a backfill
+    first.close()
+    again = SQLiteStore(path)
+    try:
+        assert again.head_samples == 4
+        one, two = sorted(again.select("m"), key=lambda ts: ts.labels["a"])
+        assert one.values.index.as_unit("ms").asi8.tolist() == [500, 1000]
+        assert one.values.iloc[0] == 1.0 and is_stale_nan(float(one.values.iloc[1]))
+        assert list(two.values) == [5.0]
+    finally:
+        again.close()
+
+
+def test_the_head_in_memory_stays_within_head_max_samples(tmp_path):
+    store = SQLiteStore(tmp_path / "ow.db", clock=lambda: 100.0, head_max_samples=1_000)
+    try:
+        for k in range(35):
+            store.append([Sample("m", {"i": str(i)}, 1000 * k, float(k)) for i in range(100)])
+            assert len(store._head) == store.head_samples < 1_000
+        assert [len(ts.values) for ts in store.select("m")] == [35] * 100  # from chunks and head alike
+    finally:
+        store.close()
+
+
 def test_a_directory_is_not_a_store(tmp_path):
     with pytest.raises(StorageError) as info:
         SQLiteStore(tmp_path)
@@ -307,3 +359,219 @@ def test_bad_matcher_raises_value_error_naming_it(name, op, value, named):
     with pytest.raises(ValueError) as info:
         Matcher(name, op, value)
     assert named in str(info.value) and name in str(info.value)
+
+
+# -- layout: head, chunks, closed blocks, rollups, retention ---------------------------------------------
+
+HOUR = 3_600_000
+T_DAY = 1_700_006_400_000  # a multiple of one day, in ms
+
+
+def reference_select(model, name, lo, hi):
+    """What select must answer, from a dict model {(name, labels tuple): {ts: value}}."""
+    out = {}
+    for (n, labels), points in model.items():
+        stamps = sorted(t for t in points if lo <= t <= hi)
+        if n == name and stamps:
+            out[labels] = [(t, points[t]) for t in stamps]
+    return out
+
+
+def as_dict(result):
+    return {tuple(sorted(ts.labels.items())): list(zip(ts.values.index.as_unit("ms").asi8.tolist(),
+                                                      ts.values.tolist())) for ts in result}
+
+
+def same(a, b) -> bool:
+    """Equal, NaN equal to NaN."""
+    return a.keys() == b.keys() and all(
+        len(a[k]) == len(b[k]) and all(t1 == t2 and (v1 == v2 or (math.isnan(v1) and math.isnan(v2)))
+                                       for (t1, v1), (t2, v2) in zip(a[k], b[k])) for k in a)
+
+
+def test_any_mix_of_appends_compactions_and_reopening_selects_what_was_written_last(tmp_path):
+    rng = np.random.default_rng(42)
+    path = tmp_path / "ow.db"
+    store = SQLiteStore(path, clock=lambda: T_DAY / 1000 + 86400, head_max_samples=700)
+    model: dict = {}
+    try:
+        for step in range(120):
+            if step % 40 == 39:  # reopen: the head and the chunks are read back from the file
+                store.close()
+                store = SQLiteStore(path, clock=lambda: T_DAY / 1000 + 86400, head_max_samples=700)
+            batch = []
+            # mostly in order 15 s scrapes over ~10 h, with backfills and rewrites of old points
+            base = T_DAY + step * 300_000 if rng.random() < 0.8 else T_DAY + int(rng.integers(0, step + 1)) * 300_000
+            for _ in range(int(rng.integers(1, 60))):
+                name = "m" if rng.random() < 0.7 else "other"
+                labels = {"i": str(int(rng.integers(0, 8))), "job": "j"}
+                if rng.random() < 0.5:
+                    labels = dict(reversed(list(labels.items())))  # another label order: the same series
+                t = base + int(rng.integers(0, 20)) * 15_000
+                v = math.nan if rng.random() < 0.05 else float(rng.integers(0, 1000)) / 8
+                batch.append(Sample(name, labels, t, v))
+                model.setdefault((name, tuple(sorted(labels.items()))), {})[t] = v
+            store.append(batch)
+            if step % 25 == 0:
+                lo, hi = sorted(int(x) for x in rng.integers(T_DAY - HOUR, T_DAY + 12 * HOUR, 2))
+                assert same(as_dict(store.select("m", None, lo, hi)), reference_select(model, "m", lo, hi))
+        store.compact()
+        levels = dict(sqlite3.connect(path).execute("SELECT level, count(*) FROM chunks GROUP BY level").fetchall())
+        assert levels.get(2, 0) > 0, "some blocks were closed"
+        for name in ("m", "other"):
+            assert same(as_dict(store.select(name)), reference_select(model, name, -(2**63), 2**63 - 1))
+        [one] = store.select("m", [Matcher("i", "=", "3")], T_DAY + HOUR, T_DAY + 5 * HOUR)
+        assert same(as_dict([one]), reference_select({k: v for k, v in model.items() if ("i", "3") in k[1]},
+                                                      "m", T_DAY + HOUR, T_DAY + 5 * HOUR))
+    finally:
+        store.close()
+
+
+def reference_buckets(model, name, lo, hi, step):
+    """{labels: [(bucket start, min, max, avg, count)]} over buckets starting in [lo // step * step, hi]."""
+    out = {}
+    for (n, labels), points in model.items():
+        if n != name:
+            continue
+        buckets: dict = {}
+        for t, v in points.items():
+            start = t // step * step
+            if lo // step * step <= start <= hi:
+                buckets.setdefault(start, []).append(v)
+        rows = []
+        for start in sorted(buckets):
+            vals = [v for v in buckets[start] if not math.isnan(v)]
+            rows.append((start, min(vals, default=math.nan), max(vals, default=math.nan),
+                         sum(vals) / len(vals) if vals else math.nan, len(vals)))
+        if rows:
+            out[labels] = rows
+    return out
+
+
+def rollup_dict(result):
+    return {tuple(sorted(ts.labels.items())): [
+        (t, r["min"], r["max"], r["avg"], int(r["count"]))
+        for t, r in zip(ts.rollup.index.as_unit("ms").asi8.tolist(), ts.rollup.to_dict("records"))]
+        for ts in result}
+
+
+def close_rows(a, b) -> bool:
+    def eq(x, y):
+        return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9)
+    return a.keys() == b.keys() and all(
+        len(a[k]) == len(b[k]) and all(r[0] == s[0] and r[4] == s[4] and all(eq(x, y) for x, y in zip(r[1:4], s[1:4]))
+                                       for r, s in zip(a[k], b[k])) for k in a)
+
+
+@pytest.mark.parametrize("step", [300_000, 900_000, HOUR, 3 * HOUR, 7 * 60_000])
+def test_a_coarse_step_returns_min_max_avg_count_per_bucket(tmp_path, step):
+    # 12 h of 15 s samples for 3 series, some NaN; the first blocks close and get rollups, the rest is raw
+    store = SQLiteStore(tmp_path / "ow.db", clock=lambda: T_DAY / 1000, head_max_samples=5_000)
+    rng = np.random.default_rng(1)
+    model: dict = {}
+    try:
+        for t in range(T_DAY, T_DAY + 12 * HOUR, 15_000):
+            batch = [Sample("g", {"i": str(i)}, t, math.nan if rng.random() < 0.02 else float(rng.normal(50, 10)))
+                     for i in range(3)]
+            store.append(batch)
+            for s in batch:
+                model.setdefault(("g", tuple(sorted(s.labels.items()))), {})[s.timestamp_ms] = s.value
+        lo, hi = T_DAY + 1234, T_DAY + 11 * HOUR + 17
+        result = store.select("g", None, lo, hi, step_ms=step)
+        assert close_rows(rollup_dict(result), reference_buckets(model, "g", lo, hi, step))
+        ts = result[0]
+        assert ts.values.index.equals(ts.rollup.index) and ts.values.equals(ts.rollup["avg"].rename("g"))
+        assert ts.rollup["count"].dtype == "int64"
+    finally:
+        store.close()
+
+
+def test_closed_blocks_are_answered_from_rollups_without_reading_raw_chunks(tmp_path):
+    path = tmp_path / "ow.db"
+    store = SQLiteStore(path, clock=lambda: T_DAY / 1000, head_max_samples=1)
+    try:
+        for t in range(T_DAY, T_DAY + 8 * HOUR, 60_000):
+            store.append([Sample("g", {}, t, float(t // 60_000 % 7))])
+        with sqlite3.connect(path) as side:  # remove the raw samples of the closed blocks behind its back
+            removed = side.execute("DELETE FROM chunks WHERE level = 2").rowcount
+        assert removed > 0
+        assert store.select("g", None, T_DAY, T_DAY + 2 * HOUR - 1) == []  # raw: gone
+        [ts] = store.select("g", None, T_DAY, T_DAY + 2 * HOUR - 1, step_ms=HOUR)  # rollups: still there
+        assert list(ts.rollup["count"]) == [60, 60]
+        assert list(ts.rollup["max"]) == [6.0, 6.0]
+    finally:
+        store.close()
+
+
+def test_retention_deletes_old_blocks_and_series_left_without_samples(tmp_path):
+    now = {"s": T_DAY / 1000}
+    store = SQLiteStore(tmp_path / "ow.db", retention_ms=24 * HOUR, clock=lambda: now["s"], head_max_samples=1)
+    try:
+        store.append([Sample("old", {"job": "a"}, T_DAY - 30 * HOUR, 1.0),
+                      Sample("m", {"job": "a"}, T_DAY - 30 * HOUR, 1.0)])
+        store.append([Sample("m", {"job": "a"}, T_DAY - HOUR, 2.0)])
+        assert store.metric_names() == ["m"]  # compaction applied retention: 30 h old samples are gone
+        [m] = store.select("m")
+        assert list(m.values) == [2.0]
+        now["s"] += 48 * 3600  # two days later everything is past retention
+        store.append([Sample("new", {}, T_DAY + 48 * HOUR, 3.0)])
+        assert store.metric_names() == ["new"] and store.series("m") == []
+        store.append([Sample("m", {"job": "a"}, T_DAY + 48 * HOUR, 4.0)])  # a deleted series comes back anew
+        [m] = store.select("m")
+        assert list(m.values) == [4.0]
+    finally:
+        store.close()
+
+
+def test_the_series_cache_stays_within_its_bound(tmp_path):
+    store = SQLiteStore(tmp_path / "ow.db", max_cached_series=5)
+    try:
+        for k in range(3):
+            store.append([Sample("m", {"i": str(i)}, k, float(i + k)) for i in range(20)])
+            assert len(store._ids) <= 5
+        assert sorted(float(ts.values.iloc[-1]) for ts in store.select("m")) == [i + 2.0 for i in range(20)]
+    finally:
+        store.close()
+
+
+def test_a_file_of_the_first_layout_is_converted(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript("CREATE TABLE series (id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, "
+                          "UNIQUE (name, labels)); CREATE TABLE samples (series_id INTEGER NOT NULL, ts INTEGER "
+                          "NOT NULL, value REAL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID;")
+        old.execute("""INSERT INTO series VALUES (1, 'up', '{"job":"feed"}')""")
+        old.executemany("INSERT INTO samples VALUES (1, ?, ?)", [(1000, 1.0), (2000, None), (3000, 0.0)])
+    store = SQLiteStore(path, clock=lambda: 10.0)
+    try:
+        [up] = store.select("up", {"job": "feed"})
+        assert up.values.index.as_unit("ms").asi8.tolist() == [1000, 2000, 3000]
+        assert up.values.iloc[0] == 1.0 and math.isnan(up.values.iloc[1]) and up.values.iloc[2] == 0.0
+        tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        assert ("samples",) not in tables
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("values", [
+    np.round(np.random.default_rng(0).normal(500, 100, 700), 2),  # 2-decimal gauges: stored as decimals
+    np.cumsum(np.random.default_rng(1).integers(0, 100, 700)).astype(float),  # integer counters
+    np.random.default_rng(2).random(700),  # full-precision floats: XOR encoding
+    np.array([-0.0, 1.5]), np.array([math.nan, 1.0, -math.inf]), np.array([]),
+    np.array([0.1 + 0.2, 0.3]), np.array([1e300, 5e-324, -7.25]), np.array([2.0**60, 1.0]),
+])
+@pytest.mark.parametrize("small", [False, True])
+def test_float_columns_round_trip_bit_for_bit(values, small):
+    from storage.encoding import pack_floats, unpack_floats
+
+    back = unpack_floats(pack_floats(values, small))
+    assert np.array_equal(back.view(np.uint64), values.view(np.uint64))
+
+
+@pytest.mark.parametrize("values", [np.array([], np.int64), np.array([-(2**63), 2**63 - 1, 0]),
+                                    np.arange(500) * 15_000 + 1_700_000_000_123])
+@pytest.mark.parametrize("small", [False, True])
+def test_int_columns_round_trip(values, small):
+    from storage.encoding import pack_ints, unpack_ints
+
+    assert np.array_equal(unpack_ints(pack_ints(values, small)), values)

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: each prints a table, or one JSON object with --json."""
