@@ -178,6 +178,16 @@ def test_drill_down_pages_render_their_content(opswatch, browser):
 
     query = urlencode({"expr": 'job:request_rate{job="gateway"}', "detector": "robust_zscore", "threshold": "5",
                        "p-window": "30", "p-min_points": "10", "from": "now-5m"})
+    # The recorded series grows one point per evaluation: let it grow past min_points.
+    def evaluations() -> float:
+        text = httpx.get(opswatch.base + "/metrics", timeout=10).text
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("opswatch_evaluation_duration_seconds_count"))
+
+    deadline = time.monotonic() + 90
+    while evaluations() < 30:  # the first ones fill the rate window and record nothing
+        assert time.monotonic() < deadline, "OpsWatch did not evaluate 30 times in 90 s"
+        time.sleep(1)
     driver.get(f"{opswatch.base}/explore?{query}")
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#explore-summary tbody tr"))
     cells = driver.find_elements(By.CSS_SELECTOR, "#explore-summary tbody tr td")
