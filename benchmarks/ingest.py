@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import statistics
@@ -44,6 +43,7 @@ import numpy as np
 
 from collectors.samples import Sample
 from collectors.scrape import ScrapeManager, Target
+from opswatch.processes import stop_process_group
 from storage.sqlite import SQLiteStore
 
 FAMILIES = 50
@@ -114,13 +114,7 @@ class Child:
             self.proc = subprocess.Popen(args, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 def _wait(condition, what: str, deadline_s: float = 60) -> None:

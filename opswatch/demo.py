@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from topology.graph import REFERENCE_PLATFORM, Topology
 
 from .config import OpsWatchConfig
 from .pipeline import Pipeline
+from .processes import stop_process_group
 from .serve import serve
 
 log = logging.getLogger(__name__)
@@ -98,16 +97,7 @@ class PlatformProcess:
             return [json.loads(line) for line in self.faults_log.read_text().splitlines() if line.strip()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait()
+        stop_process_group(self.proc, timeout_seconds=10)
 
 
 def summarize(pipeline: Pipeline, faults: list[dict]) -> dict:

@@ -11,8 +11,6 @@ page, which must say so and recover by itself, without a reload.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.kpis import load_kpis
+from opswatch.processes import stop_process_group
 from tests.browser import chromium, console_errors
 from tests.conftest import ARTIFACTS, free_port
 from topology.graph import Topology
@@ -70,17 +69,8 @@ class OpsWatch:
         raise AssertionError(f"OpsWatch did not serve its API within 90 s; see {self.log.name}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout_seconds=20)
 
     def inject(self, kind: str, target: str, seconds: float) -> dict:
         control = json.loads((self.data_dir / "platform.json").read_text())["control"]
