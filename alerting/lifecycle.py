@@ -11,6 +11,8 @@ Every evaluation passes the conditions that hold now and the names of the rules 
 * an active alert whose rule was *not* evaluated (the rule failed, or is gone from the rules file after a
   restart) resolves once it has not been refreshed for ``resolve_timeout_ms`` (Alertmanager's
   ``resolve_timeout``, 5 m by default);
+* an external alert (from Prometheus or an Alertmanager, :mod:`alerting.external`) is left to its sender:
+  it resolves when its ``endsAt`` passes;
 * resolved alerts are kept for ``retention_ms`` so receivers and incident reports can still see them; if a
   resolved alert's condition comes back only briefly (pending, then gone), the resolved alert is kept as it was.
 
@@ -85,6 +87,11 @@ class AlertTracker:
             if alert.state == "resolved":
                 if now_ms - (alert.resolved_at_ms or now_ms) > self.retention_ms:
                     del self.alerts[fp]
+                continue
+            if alert.source != "rule":  # an external alert ends at its endsAt (alerting/external.py), not by rules
+                if alert.ends_at_ms is not None and now_ms >= alert.ends_at_ms:
+                    alert.state, alert.resolved_at_ms = "resolved", alert.ends_at_ms
+                    changed.append(alert)
                 continue
             if evaluated is not None and alert.name not in evaluated:
                 last = alert.last_evaluated_ms if alert.last_evaluated_ms is not None else alert.active_at_ms

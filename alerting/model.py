@@ -47,6 +47,9 @@ class Alert:
     detector's explanation when one exists (NaN otherwise); ``max_score``: highest score while active;
     ``for_ms``/``keep_firing_for_ms``: its rule's durations; ``last_evaluated_ms``: when its rule last saw it
     (for the resolve timeout); ``keep_firing_since_ms``: when its condition stopped while ``keep_firing_for`` holds it.
+    ``source``: ``rule`` (OpsWatch's rules), ``api`` (``POST /api/v2/alerts``) or ``webhook`` (an Alertmanager);
+    an external alert's ``topology_node`` is the node its labels map to, its ``ends_at_ms`` when it resolves
+    unless re-sent, and ``generator_url`` its sender's link (see :mod:`alerting.external`).
     """
 
     labels: dict[str, str]
@@ -66,6 +69,10 @@ class Alert:
     keep_firing_for_ms: int = 0
     last_evaluated_ms: int | None = None
     keep_firing_since_ms: int | None = None
+    source: str = "rule"
+    topology_node: str = ""
+    ends_at_ms: int | None = None
+    generator_url: str = ""
 
     def __post_init__(self) -> None:
         self.fingerprint = self.fingerprint or fingerprint(self.labels)
@@ -76,7 +83,7 @@ class Alert:
 
     @property
     def node(self) -> str:
-        return self.labels.get("job", "")
+        return self.topology_node or self.labels.get("job", "")
 
     def to_api(self) -> dict:
         """The shape of Alertmanager's API v2 ``GettableAlert`` plus OpsWatch's evidence fields."""
@@ -90,6 +97,9 @@ class Alert:
             "keepFiringSince": rfc3339(self.keep_firing_since_ms),
             "value": _num(self.value),
             "fingerprint": self.fingerprint,
+            "node": self.node,
+            "source": self.source,
+            "generatorURL": self.generator_url,
             "evidence": {"signal": self.signal, "baseline": _num(self.baseline),
                          "observed": _num(self.observed), "score": _num(self.max_score)},
         }

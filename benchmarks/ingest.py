@@ -7,7 +7,8 @@
    counters, half gauges with two decimals, 50 families; every value changes on every request).
 2. A real Prometheus (``prometheus`` on PATH) scrapes that page every 1 s from the start of the run.
 3. OpsWatch's real path -- :class:`collectors.scrape.ScrapeManager` fetching over HTTP, parsing, and its
-   append queue writing into :class:`storage.sqlite.SQLiteStore` -- scrapes the same page ``--scrapes``
+   append queue writing into :class:`storage.sqlite.SQLiteStore` (``append_columns``: a page laid out as
+   the last one goes as columns) -- scrapes the same page ``--scrapes``
    times back to back after two warm-up scrapes (series creation), ``--repeats`` times. CPU seconds are
    this process's (``time.process_time``: every thread); the store's own share is the append thread's
    ``time.thread_time``.
@@ -145,15 +146,18 @@ async def _opswatch_run(url: str, db: Path, scrapes: int) -> dict:
     store = SQLiteStore(db)
     store_cpu = [0.0]
 
-    def timed_append(samples: list[Sample]) -> int:
-        t0 = time.thread_time()
-        try:
-            return store.append(samples)
-        finally:
-            store_cpu[0] += time.thread_time() - t0
+    def timed(append):
+        def call(batch) -> int:
+            t0 = time.thread_time()
+            try:
+                return append(batch)
+            finally:
+                store_cpu[0] += time.thread_time() - t0
+        return call
 
     target = Target("bench", url)
-    manager = ScrapeManager([target], timed_append, interval_seconds=1.0, timeout_seconds=30.0)
+    manager = ScrapeManager([target], timed(store.append), interval_seconds=1.0, timeout_seconds=30.0,
+                            append_columns=timed(store.append_columns))
     try:
         for _ in range(2):  # warm-up: series creation, connection
             await manager.scrape(target)

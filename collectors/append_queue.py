@@ -7,6 +7,10 @@ samples; when a scrape does not fit, the oldest queued scrapes are dropped first
 newest data matters most), and every dropped sample is counted in
 ``opswatch_scrape_samples_dropped_total{job, reason="queue_full"}``. A batch the store rejects
 (:class:`opswatch.errors.StorageError`) is counted there with ``reason="store_error"``.
+
+A scrape is queued as a :class:`~collectors.samples.SampleBatch` (or a list of samples); a store with
+``append_columns`` gets the batches' parts as they are (column batches stay columns), any other store
+gets them as samples through ``append``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from opswatch.errors import OpsWatchError
 
-from .samples import Sample
+from .samples import ColumnBatch, Sample, SampleBatch
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +37,21 @@ class AppendQueue:
     :param capacity_samples: most samples queued at once.
     :param max_batch_samples: most samples handed to one ``append`` call (whole scrapes are never split).
     :param registry: where the queue's metrics go.
+    :param append_columns: the store's ``append_columns(parts) -> int``, if it has one; used instead of
+        ``append``.
     """
 
     def __init__(self, append: Callable[[list[Sample]], int], capacity_samples: int = 500_000,
-                 max_batch_samples: int = 50_000, registry: CollectorRegistry | None = None):
+                 max_batch_samples: int = 50_000, registry: CollectorRegistry | None = None,
+                 append_columns: Callable[[list[ColumnBatch | list[Sample]]], int] | None = None):
         if capacity_samples < 1:
             raise ValueError(f"capacity_samples must be at least 1, got {capacity_samples}")
         registry = registry or CollectorRegistry()
         self.append = append
+        self.append_columns = append_columns
         self.capacity = capacity_samples
         self.max_batch = max_batch_samples
-        self._batches: collections.deque[tuple[str, list[Sample]]] = collections.deque()
+        self._batches: collections.deque[tuple[str, SampleBatch | list[Sample]]] = collections.deque()
         self._queued = 0
         self._ready: asyncio.Event | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="opswatch-append")
@@ -60,7 +68,7 @@ class AppendQueue:
         """Samples queued."""
         return self._queued
 
-    def submit(self, job: str, samples: list[Sample]) -> None:
+    def submit(self, job: str, samples: SampleBatch | list[Sample]) -> None:
         """Queue one scrape's samples without waiting; drop the oldest scrapes if they do not fit."""
         if len(samples) > self.capacity:
             self.dropped.labels(job, "queue_full").inc(len(samples))
@@ -74,7 +82,7 @@ class AppendQueue:
         if self._ready is not None:
             self._ready.set()
 
-    def _take(self) -> list[tuple[str, list[Sample]]]:
+    def _take(self) -> list[tuple[str, SampleBatch | list[Sample]]]:
         taken, size = [], 0
         while self._batches and (not taken or size + len(self._batches[0][1]) <= self.max_batch):
             job, samples = self._batches.popleft()
@@ -83,13 +91,17 @@ class AppendQueue:
             size += len(samples)
         return taken
 
-    async def _write(self, taken: list[tuple[str, list[Sample]]]) -> None:
-        merged = [s for _, samples in taken for s in samples]
+    async def _write(self, taken: list[tuple[str, SampleBatch | list[Sample]]]) -> None:
+        if self.append_columns is not None:
+            write = self.append_columns
+            merged = [p for _, batch in taken for p in (batch.parts if isinstance(batch, SampleBatch) else [batch])]
+        else:
+            write, merged = self.append, [s for _, samples in taken for s in samples]
         try:
-            written = await asyncio.get_running_loop().run_in_executor(self._executor, self.append, merged)
+            written = await asyncio.get_running_loop().run_in_executor(self._executor, write, merged)
             self.appended.inc(written)
         except OpsWatchError as exc:
-            log.error("storing %d scraped samples failed: %s", len(merged), exc)
+            log.error("storing %d scraped samples failed: %s", sum(len(b) for _, b in taken), exc)
             for job, samples in taken:
                 self.dropped.labels(job, "store_error").inc(len(samples))
 

@@ -16,12 +16,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from opswatch.durations import parse_duration
+from opswatch.durations import parse_byte_size, parse_duration
 
 from .exposition import SCRAPE_PROTOCOLS
 from .relabel import RelabelConfig
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_byte_size)]
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _SD_FILE = re.compile(r".*\.(json|ya?ml)")
 
@@ -150,6 +151,8 @@ class ScrapeConfig(_Strict):
     file_sd_configs: tuple[FileSDConfig, ...] = ()
     relabel_configs: tuple[RelabelConfig, ...] = ()
     metric_relabel_configs: tuple[RelabelConfig, ...] = ()
+    sample_limit: int = Field(0, ge=0)  # samples after metric relabeling; more fails the scrape; 0: no limit
+    body_size_limit: Bytes = 0  # uncompressed bytes of the page; more fails the scrape; 0: no limit
     probe: ProbeModule | None = None
 
     @field_validator("scrape_protocols")

@@ -3,7 +3,8 @@
 As Prometheus does (``scrape/scrape.go``), every scrape:
 
 * asks for OpenMetrics or text 0.0.4 with ``Accept`` and parses by the answer's ``Content-Type``
-  (gzip is decoded); a status other than 200 is a failed scrape;
+  (gzip is decoded); a status other than 200 is a failed scrape, and so is a page over the job's
+  ``body_size_limit`` or with more samples than its ``sample_limit`` after metric relabeling;
 * stamps every sample of the page with the scrape's start time unless the page gives one (and
   ``honor_timestamps``); joins the target's labels (``honor_labels``); applies
   ``metric_relabel_configs``;
@@ -22,6 +23,10 @@ Backpressure: each target has its own loop with its own deadline, the HTTP clien
 limit that one slow target could exhaust, parsing runs off the event loop, and samples go through a
 bounded :class:`~collectors.append_queue.AppendQueue`, so neither a slow target nor a slow store delays
 another target's scrapes.
+
+A scrape is a :class:`~collectors.samples.SampleBatch`: a page laid out as the target's last one is one
+:class:`~collectors.samples.ColumnBatch` (see :mod:`collectors.scrape_cache`), handed to a store's
+``append_columns`` as it is, so no Python object is made per sample on the way to the store.
 """
 
 from __future__ import annotations
@@ -38,13 +43,13 @@ from typing import Callable
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from opswatch.errors import ParseError, ScrapeError
+from opswatch.errors import ParseError, ScrapeError, ScrapeLimitError
 
 from .append_queue import AppendQueue
 from .config import TLSConfig
 from .discovery import TargetDiscovery
 from .probe import probe_http
-from .samples import STALE_NAN, Sample
+from .samples import STALE_NAN, ColumnBatch, Sample, SampleBatch
 from .scrape_cache import ScrapeCache, ScrapeResult
 from .targets import Target
 
@@ -104,6 +109,25 @@ class _TargetState:
         self.reported = False  # synthetic series written at least once
 
 
+async def _get_limited(client: httpx.AsyncClient, url: str, headers: dict, timeout: float, limit: int
+                       ) -> tuple[int, bytes, str | None]:
+    """GET ``url`` reading at most ``limit`` bytes of the uncompressed body, as Prometheus's
+    ``body_size_limit``: the connection is dropped as soon as the page is known to be bigger.
+    Returns ``(status, body, content type)``.
+
+    :raises ScrapeLimitError: the body is bigger than ``limit``.
+    """
+    async with client.stream("GET", url, headers=headers, timeout=timeout) as response:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ScrapeLimitError(f"body size limit exceeded: more than {limit} bytes (body_size_limit)",
+                                       "body_size_limit")
+            chunks.append(chunk)
+        return response.status_code, b"".join(chunks), response.headers.get("content-type")
+
+
 def _offset(target: Target, interval: float) -> float:
     """A stable offset of ``target`` within the interval, spreading targets over it (as Prometheus)."""
     digest = hashlib.md5(f"{target.job}\xff{target.url}\xff{target.labels}".encode()).digest()
@@ -115,6 +139,8 @@ class ScrapeManager:
 
     :param targets: what to scrape from the start (besides ``discovery``'s targets).
     :param append: the store's ``append(samples) -> int``; called from the append queue's thread.
+    :param append_columns: the store's ``append_columns(parts) -> int`` (see
+        :meth:`storage.base.Store.append_columns`), if it has one: scrapes then reach it as columns.
     :param interval_seconds: time between two scrapes of a target that does not set its own.
     :param timeout_seconds: deadline of one scrape of such a target (default ``min(10, interval)``).
     :param clock: returns seconds since the epoch; used for sample timestamps.
@@ -135,12 +161,14 @@ class ScrapeManager:
         transport: httpx.AsyncBaseTransport | None = None,
         discovery: TargetDiscovery | None = None,
         queue_capacity_samples: int = 500_000,
+        append_columns: Callable[[list[ColumnBatch | list[Sample]]], int] | None = None,
     ):
         self.interval = interval_seconds
         self.timeout = timeout_seconds or min(10.0, interval_seconds)
         self.clock = clock
         self.metrics = metrics or ScrapeMetrics()
-        self.queue = AppendQueue(append, queue_capacity_samples, registry=self.metrics.registry)
+        self.queue = AppendQueue(append, queue_capacity_samples, registry=self.metrics.registry,
+                                 append_columns=append_columns)
         self.discovery = discovery
         self._static = list(targets)
         self._transport = transport
@@ -175,25 +203,27 @@ class ScrapeManager:
     def _timeout(self, target: Target) -> float:
         return target.timeout_seconds or self.timeout
 
-    async def _fetch(self, target: Target) -> tuple[str, str | None]:
+    async def _fetch(self, target: Target) -> tuple[bytes, str | None]:
         timeout = self._timeout(target)
         headers = {"Accept": target.options.accept, "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}"}
         try:
             client = self._client(target.options.tls)
-            response = await client.get(target.url, headers=headers, timeout=timeout)
+            if target.options.body_size_limit:
+                status, content, content_type = await _get_limited(client, target.url, headers, timeout,
+                                                                   target.options.body_size_limit)
+            else:
+                response = await client.get(target.url, headers=headers, timeout=timeout)
+                status, content, content_type = response.status_code, response.content, response.headers.get(
+                    "content-type")
         except httpx.TimeoutException as exc:
             raise ScrapeError(f"timeout after {timeout:g}s") from exc
         except (httpx.HTTPError, OSError) as exc:  # OSError: an unreadable ca_file/cert_file
             raise ScrapeError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            raise ScrapeError(f"server returned HTTP status {response.status_code}")
-        try:
-            body = response.content.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(f"the page is not UTF-8: {exc}") from exc
-        return body, response.headers.get("content-type")
+        if status != 200:
+            raise ScrapeError(f"server returned HTTP status {status}")
+        return content, content_type
 
-    def _ingest(self, state: _TargetState, body: str, content_type: str | None, ts: int) -> ScrapeResult:
+    def _ingest(self, state: _TargetState, body: bytes, content_type: str | None, ts: int) -> ScrapeResult:
         with state.lock:
             return state.cache.ingest_page(body, content_type, ts)
 
@@ -201,8 +231,9 @@ class ScrapeManager:
         with state.lock:
             return state.cache.fail(ts)
 
-    async def scrape(self, target: Target) -> list[Sample]:
-        """Scrape (or probe) one target once, queue its samples and synthetic series, and return them all.
+    async def scrape(self, target: Target) -> SampleBatch:
+        """Scrape (or probe) one target once, queue its samples and synthetic series, and return them all
+        (a :class:`~collectors.samples.SampleBatch`, which reads as a list of samples).
 
         Never raises for target faults: they become ``up 0`` and a recorded error. The samples reach
         the store when the append queue runs (:meth:`run`) or is drained (:meth:`close`).
@@ -225,7 +256,7 @@ class ScrapeManager:
             up = 1.0
         except (ScrapeError, ParseError) as exc:
             duration = time.perf_counter() - t0
-            reason = "parse" if isinstance(exc, ParseError) else "fetch"
+            reason = "parse" if isinstance(exc, ParseError) else getattr(exc, "reason", "fetch")
             self.metrics.failures.labels(target.job, reason).inc()
             log.warning("scrape of %s (%s) failed: %s", target.job, target.url, exc)
             result, up, health.last_error = await asyncio.to_thread(self._fail, state, ts), 0.0, str(exc)
@@ -234,13 +265,14 @@ class ScrapeManager:
             self.queue.dropped.labels(target.job, "duplicate").inc(result.duplicates)
         base = target.label_set
         values = (up, duration, result.scraped, result.post_relabeling, result.series_added)
-        samples = result.samples + [Sample(name, base, ts, float(v)) for name, v in zip(SYNTHETIC, values)]
+        rest = result.samples + [Sample(name, base, ts, float(v)) for name, v in zip(SYNTHETIC, values)]
+        batch = SampleBatch([rest] if result.columns is None else [result.columns, rest])
         state.reported = True
         health.health = "up" if up else "down"
         health.last_scrape_ms, health.last_scrape_duration_seconds = ts, duration
         health.samples_scraped = result.scraped
-        self.queue.submit(target.job, samples)
-        return samples
+        self.queue.submit(target.job, batch)
+        return batch
 
     async def _loop(self, state: _TargetState) -> None:
         target = state.target

@@ -53,6 +53,8 @@ class ScrapeOptions:
     accept: str = DEFAULT_ACCEPT
     tls: TLSConfig | None = None
     probe: ProbeModule | None = None
+    sample_limit: int = 0  # 0: no limit
+    body_size_limit: int = 0  # bytes; 0: no limit
 
 
 DEFAULT_OPTIONS = ScrapeOptions()
@@ -174,7 +176,8 @@ def build_target(discovered: Mapping[str, str], job: ScrapeConfig) -> Target | N
             honor_labels=job.honor_labels, honor_timestamps=job.honor_timestamps,
             metric_relabel_configs=job.metric_relabel_configs,
             accept=accept_header(job.scrape_protocols or DEFAULT_SCRAPE_PROTOCOLS),
-            tls=job.tls_config, probe=job.probe),
+            tls=job.tls_config, probe=job.probe, sample_limit=job.sample_limit,
+            body_size_limit=job.body_size_limit),
         discovered_labels=tuple(sorted(discovered.items())),
     )
 

@@ -45,9 +45,14 @@ def _number(token: str) -> float:
         return float(token)
 
 
-def _value(token: str) -> float:
-    """``float(_number(token))`` without int()'s exception for the usual decimal value: float() of an
-    integer literal is the same double, except for -0 and integers too large for a double."""
+def parse_value(token: str) -> float:
+    """A value token as prometheus-client reads it: ``float(_number(token))`` without int()'s exception
+    for the usual decimal value (float() of an integer literal is the same double, except for -0 and
+    integers too large for a double).
+
+    :raises ValueError: when prometheus-client would reject the token.
+    :raises OverflowError: for an integer literal too large for a double.
+    """
     if "_" in token:
         raise ValueError(f"Invalid value: {token!r}")
     value = float(token)
@@ -61,12 +66,12 @@ def _value_and_timestamp(rest: str) -> tuple[float, int | None]:
     spaces (tabs when there is no space), the first token is the value and the last, if any, the time."""
     s = rest.lstrip()
     if " " not in s and "\t" not in s and s:  # the usual "name{...} value": one token, already stripped
-        return _value(s.strip()), None
+        return parse_value(s.strip()), None
     separator = " " if " " in s else "\t"
     tokens = [t.strip() for t in s.split(separator) if t.strip()]
     if not tokens:
         return float(s), None
-    value = _value(tokens[0])
+    value = parse_value(tokens[0])
     return value, text_timestamp_ms(_number(tokens[-1]) / 1000) if len(tokens) > 1 else None
 
 
@@ -124,6 +129,11 @@ class CachedTextParser:
 
     def __len__(self) -> int:
         return len(self._series)
+
+    def reads_all(self, keys: list[str]) -> bool:
+        """Whether every series text of ``keys`` (of the last page) is read here rather than by
+        prometheus-client."""
+        return None not in map(self._series.get, keys)
 
     @staticmethod
     def _reference(line: str, number: int) -> PageSample:

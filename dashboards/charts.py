@@ -16,6 +16,7 @@ SIGNAL_UNITS = {
     "request_rate": ("requests/s", 1.0),
     "error_ratio": ("% of requests", 100.0),
     "latency_p99_seconds": ("ms (p99)", 1000.0),
+    "latency_p90_seconds": ("ms (p90)", 1000.0),
     "saturation_ratio": ("% busy", 100.0),
 }
 """How each golden signal is shown: axis title and the factor from its stored unit."""

@@ -40,7 +40,7 @@ def node_health(snapshot: Any, stale: bool) -> dict[str, str]:
         up = values.get("up", math.nan)
         health[job] = "down" if up == 0 else "nodata" if math.isnan(up) else "ok"
     for alert in snapshot.alerts:
-        job = alert["labels"].get("job", "")
+        job = alert.get("node") or alert["labels"].get("job", "")  # external alerts map by other labels
         if alert["state"] == "firing":
             health[job] = "critical"
         elif alert["state"] == "pending" and health.get(job) in ("ok", "nodata", None):
@@ -76,7 +76,7 @@ class HealthModel:
         alerting: dict[str, list[dict]] = defaultdict(list)
         for alert in snapshot.alerts:
             if alert["state"] in ("pending", "firing"):
-                alerting[alert["labels"].get("job", "")].append(alert)
+                alerting[alert.get("node") or alert["labels"].get("job", "")].append(alert)
         tiles = []
         for b in self.topology.nodes("business"):
             if only and b != only:

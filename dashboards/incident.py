@@ -1,6 +1,6 @@
 """The incident page (``/incident/<id>``): status, impact, ranked root-cause candidates with evidence
-charts, timeline, alerts, report links, and acknowledge/resolve with an API token; and the incident list
-(``/incidents``)."""
+charts, timeline, alerts, report links, and acknowledge/resolve with an API token (through the same
+incident action as the REST API, :func:`opswatch.api.incident_action`); and the incident list (``/incidents``)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class IncidentPage:
                 html.Span(f"impacts: {', '.join(impacts) or 'none identified'}"),
                 html.A("report (Markdown)", href=f"{base}?format=md", target="_blank"),
                 html.A("report (JSON)", href=f"{base}?format=json", target="_blank"),
+                html.A("report (HTML)", href=f"{base}?format=html", target="_blank"),
                 dcc.Link("all incidents", href=f"/incidents{query}"),
             ]),
         ]

@@ -7,8 +7,9 @@ restarts (one ``.npz`` file written atomically: temporary file, fsync, rename).
 
 :class:`ScoringEngine` is what the pipeline runs on its golden signals: one row per (job, signal), each signal
 with a policy (which direction is bad, the floors of the spread) because an error ratio of 0.001 -> 0.003 is
-noise while a request rate falling by half is not. The defaults below are one set for every job; they are not
-tuned per service.
+noise while a request rate falling by half is not. The defaults (:data:`detection.policy.DEFAULT_POLICIES`) are
+one set for every job, not tuned per service; per-series overrides, the calendar of expected events, feedback
+floors and re-baselining act on the raw scores through :class:`detection.explain.SeriesReview`.
 """
 
 from __future__ import annotations
@@ -17,34 +18,21 @@ import json
 import math
 import os
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .base import Score
+from .calendar import Calendar
+from .ensemble import SUGGESTED_THRESHOLD
+from .explain import Explanation, SeriesReview
+from .feedback import FeedbackLog
+from .policy import DEFAULT_POLICIES, PolicyOverride, SignalPolicy, resolve_policy
+from .rebaseline import Rebaseline, RecentValues
 from .vectorised import DIRECTION_CODES, Scores, VectorDetector, VectorEnsemble, VectorRobustZScore
 
+__all__ = ["DEFAULT_POLICIES", "DETECTORS", "ScoringEngine", "SeriesScorer", "SignalPolicy"]
 
-@dataclass(frozen=True)
-class SignalPolicy:
-    """How one signal is scored: ``direction`` (up/down/both), spread floors ``min_scale`` (absolute,
-    in the signal's unit) and ``min_relative_scale`` (fraction of the baseline)."""
-
-    direction: str = "both"
-    min_scale: float = 1e-9
-    min_relative_scale: float = 0.0
-
-
-DEFAULT_POLICIES: dict[str, SignalPolicy] = {
-    # Traffic: only a drop is a symptom; surges are scored by capacity signals instead.
-    "request_rate": SignalPolicy("down", min_scale=0.1, min_relative_scale=0.1),
-    # One percentage point of spread at least: 5 points above baseline reaches score 5.
-    "error_ratio": SignalPolicy("up", min_scale=0.01),
-    # At least 10 ms and a quarter of the baseline: tail latency is noisy.
-    "latency_p99_seconds": SignalPolicy("up", min_scale=0.01, min_relative_scale=0.25),
-    "saturation_ratio": SignalPolicy("up", min_scale=0.05),
-}
 
 STATE_FORMAT = 1
 """Version of the state file layout written by :meth:`SeriesScorer.save`."""
@@ -90,9 +78,11 @@ class SeriesScorer:
         self._order = (keys, rows)
         return rows
 
-    def update(self, now_ms: int, keys: Sequence[Hashable], values: np.ndarray | Sequence[float]) -> Scores:
+    def update(self, now_ms: int, keys: Sequence[Hashable], values: np.ndarray | Sequence[float],
+               learn: np.ndarray | None = None) -> Scores:
         """Score one value per key at ``now_ms`` (shape ``(n,)``, aligned with ``keys``) and learn them; a new
-        key gets a fresh row, a NaN value is neither scored nor learnt (score NaN).
+        key gets a fresh row, a NaN value is neither scored nor learnt (score NaN). ``learn`` (bool, shape
+        ``(n,)``; default all true): where false the value is scored but the row's state is left as it was.
 
         :raises ValueError: for duplicate keys or values of another length than keys.
         """
@@ -101,6 +91,13 @@ class SeriesScorer:
             raise ValueError(f"SeriesScorer.update: {len(keys)} keys but values of shape {values.shape}")
         rows = self._rows_for(keys)
         self.last_ms[rows] = now_ms
+        if learn is not None and not learn.all():
+            frozen = rows[~learn]
+            saved = {name: a[frozen].copy() for name, a in self.detector.state.items()}
+            out = self.update(now_ms, keys, values)
+            for name, a in saved.items():
+                self.detector.state[name][frozen] = a
+            return out
         valid = ~np.isnan(values)
         if valid.all():
             use = slice(None) if len(rows) == len(self.keys) and np.array_equal(rows, np.arange(len(rows))) else rows
@@ -198,7 +195,12 @@ DETECTORS = ("robust_zscore", "ensemble")
 
 
 class ScoringEngine:
-    """Scores ``{job: {signal: value}}`` snapshots, one row per (job, signal), all rows in one vectorised step.
+    """Scores ``{job: {signal: value}}`` snapshots, one row per (job, signal), all rows in one vectorised step,
+    then reviews each raw score (:class:`detection.explain.SeriesReview`: calendar, direction, sensitivity,
+    floors, feedback, re-baselining) and keeps its :class:`~detection.explain.Explanation`.
+
+    A series' labels are ``{"job": job, "signal": signal}``: what policy overrides, calendar events and
+    feedback select on.
 
     :param window: robust z-score baseline length in evaluations; :param min_points: evaluations before scoring.
     :param policies: per-signal policies; signals without one (e.g. ``up``) are not scored.
@@ -207,32 +209,64 @@ class ScoringEngine:
         (record-ratio units, :class:`detection.ensemble.Ensemble`; the policy's ``min_scale`` is the floor and a
         deviation in the harmless direction scores 0).
     :param state_path: file the state is saved to by :meth:`save` and, when it exists, restored from now.
+    :param overrides: per-series policy settings by label matchers (:mod:`detection.policy`).
+    :param calendar: expected events (:mod:`detection.calendar`); :param feedback: verdicts and the floors
+        they set (:mod:`detection.feedback`).
+    :param rebaseline_after: evaluations of a stable level shift after which the series' detector restarts
+        from the new level (:mod:`detection.rebaseline`); None: never.
+    :param rebaseline_threshold: raw score that counts toward a shift; default ``exclude_above`` for the robust
+        z-score, the ensemble's suggested threshold for the ensemble.
     :raises ValueError: for an unknown detector or an unusable state file (named).
     """
 
     def __init__(self, window: int = 120, min_points: int = 20, policies: dict[str, SignalPolicy] | None = None,
-                 exclude_above: float = 5.0, detector: str = "robust_zscore", state_path: str | Path | None = None):
+                 exclude_above: float = 5.0, detector: str = "robust_zscore", state_path: str | Path | None = None,
+                 overrides: Sequence[PolicyOverride] = (), calendar: Calendar | None = None,
+                 feedback: FeedbackLog | None = None, rebaseline_after: int | None = None,
+                 rebaseline_threshold: float | None = None):
         if detector not in DETECTORS:
             raise ValueError(f"ScoringEngine(detector={detector!r}): must be one of {DETECTORS}")
         self.window, self.min_points, self.exclude_above = window, min_points, exclude_above
         self.policies = DEFAULT_POLICIES if policies is None else policies
+        self.overrides, self.calendar, self.feedback = tuple(overrides), calendar, feedback
+        default_threshold = SUGGESTED_THRESHOLD if detector == "ensemble" else exclude_above
+        self.rebaseline = None if rebaseline_after is None else Rebaseline(
+            rebaseline_after, default_threshold if rebaseline_threshold is None else rebaseline_threshold)
         self.detector = detector
         if detector == "ensemble":
-            self.scorer = SeriesScorer(VectorEnsemble(), lambda key: {"min_scale": self.policies[key[1]].min_scale})
+            self.scorer = SeriesScorer(VectorEnsemble(), lambda key: {"min_scale": self.policy(key).min_scale})
         else:
             self.scorer = SeriesScorer(VectorRobustZScore(window, min_points, exclude_above), self._zscore_params)
         self.state_path = Path(state_path) if state_path is not None else None
         if self.state_path is not None and self.state_path.exists():
             self.scorer.restore(self.state_path)
         self.latest: dict[tuple[str, str], Score] = {}
+        self.explanations: dict[tuple[str, str], Explanation] = {}  # replaced whole: readers in other threads
+        self.rebaselined: dict[tuple[str, str], int] = {}  # key -> ms of its last re-baselining
+        self._reviews: dict[tuple[str, str], SeriesReview] = {}
+        self.recent = RecentValues()  # the last learnt values of each series, for the explanations' robust sigma
+
+    def policy(self, key: tuple[str, str]) -> SignalPolicy:
+        """The resolved policy of the series (job, signal)."""
+        return self.review(key).policy
+
+    def review(self, key: tuple[str, str]) -> SeriesReview:
+        """The review of the series (job, signal), made on first use."""
+        found = self._reviews.get(key)
+        if found is None:
+            labels = {"job": key[0], "signal": key[1]}
+            policy = resolve_policy(labels, self.policies[key[1]], self.overrides)
+            found = self._reviews[key] = SeriesReview(labels, policy, self.rebaseline)
+        return found
 
     def _zscore_params(self, key: tuple[str, str]) -> dict:
-        p = self.policies[key[1]]
+        p = self.policy(key)
         return {"direction": DIRECTION_CODES[p.direction], "min_scale": p.min_scale,
                 "min_relative_scale": p.min_relative_scale}
 
     def update(self, now_ms: int, signals: dict[str, dict[str, float]]) -> dict[tuple[str, str], Score]:
-        """Score one snapshot; returns the new scores keyed by (job, signal) (NaN values are skipped)."""
+        """Score one snapshot; returns the reported scores keyed by (job, signal) (NaN values are skipped), with
+        the raw detector's baseline and scale; :attr:`explanations` holds the full explanations."""
         keys, values = [], []
         for job, by_signal in signals.items():
             for signal, value in by_signal.items():
@@ -241,20 +275,37 @@ class ScoringEngine:
                     values.append(value)
         if not keys:
             return {}
-        out = self.scorer.update(now_ms, keys, values)
-        score = out.score
-        if self.detector == "ensemble":  # the policy's harmless direction scores 0
-            direction = np.array([DIRECTION_CODES[self.policies[s].direction] for _, s in keys])
-            deviation = np.asarray(values) - out.baseline
-            harmless = ((direction == 0) & (deviation < 0)) | ((direction == 1) & (deviation > 0))
-            score = np.where(harmless & ~np.isnan(score), 0.0, score)
+        reviews = [self.review(key) for key in keys]
+        active = self.calendar.active(now_ms) if self.calendar is not None else []
+        events = [r.events(now_ms, active) for r in reviews] if active else [()] * len(keys)
+        learn = np.array([not e for e in events], dtype=bool)
+        out = self.scorer.update(now_ms, keys, values, learn)
+        recent_rows = self.recent.rows_for(keys)
+        sigma = self.recent.sigma(recent_rows)
+        self.recent.append(recent_rows[learn], np.asarray(values)[learn])
         names = VectorEnsemble.MEMBERS
-        scores = {}
+        scores, explanations = {}, {}
+        raw_scores, baselines, spreads, sigmas = (a.tolist() for a in (out.score, out.baseline, out.scale, sigma))
+        members = [()] * len(keys) if out.agreed is None else [
+            tuple(n for b, n in enumerate(names) if bits >> b & 1) for bits in out.agreed.tolist()]
         for i, key in enumerate(keys):
-            agreed = () if out.agreed is None else tuple(n for b, n in enumerate(names) if out.agreed[i] >> b & 1)
-            scores[key] = Score(now_ms, values[i], float(score[i]), float(out.baseline[i]), float(out.scale[i]), agreed)
+            agreed = members[i]
+            raw = Score(now_ms, values[i], raw_scores[i], baselines[i], spreads[i], agreed)
+            floors = self.feedback.floors(reviews[i].labels) if self.feedback is not None else (0.0, 0.0)
+            explanation = explanations[key] = reviews[i].review(raw, events[i], floors, sigmas[i])
+            scores[key] = Score(now_ms, raw.value, explanation.score, raw.baseline, raw.scale, agreed)
+            if learn[i] and (points := reviews[i].learn(raw)) is not None:
+                self._restart(key, points)
         self.latest.update(scores)
+        self.explanations = {**self.explanations, **explanations}
         return scores
+
+    def _restart(self, key: tuple[str, str], points: list[tuple[int, float]]) -> None:
+        """Re-baseline ``key``: a fresh row that learns ``points`` (the new level), oldest first."""
+        self.scorer.remove([key])
+        for t, v in points:
+            self.scorer.update(t, [key], [v])
+        self.rebaselined[key] = points[-1][0]
 
     def save(self, path: str | Path | None = None) -> None:
         """Persist the detector state atomically to ``path`` (default: ``state_path``).

@@ -7,13 +7,17 @@ an SRE would write:
 ``request_rate``         ``sum by (job) (rate(http_requests_total[w]))``, requests/s
 ``error_ratio``          ``sum by (job) (rate(http_requests_total{code=~"5.."}[w])) / request_rate``, 0..1
 ``latency_p99_seconds``  ``histogram_quantile(0.99, sum by (job, le) (rate(http_request_duration_seconds_bucket[w])))``
+``latency_p90_seconds``  the same at 0.9: the bulk of the requests, where p99 of a quiet job is its slowest one
 ``saturation_ratio``     ``rate(worker_busy_seconds_total[w]) / worker_pool_size``, 0..1
 ``up``                   the last ``up`` sample (1 scraped fine, 0 down)
 =======================  =====================================================================================
 
-A signal with no data (no traffic, too few samples) is NaN. So is a rate-based signal whose series do not
-yet cover ``MIN_COVERAGE`` of the window (a target scraped for 5 s of a 30 s window): a tail quantile
-over a short window is biased low, and a baseline learned from it would page as the window fills.
+Each ``rate`` is Prometheus's (extrapolated over the window ``[now - w, now]``), so a series that appears
+inside the window -- the first ``code="500"`` of a fault, a new ``version`` after a deploy -- counts at
+once for what it added, and one that ended (the old version) for what it added before. A signal with no
+data (no traffic, too few samples) is NaN. So is every rate-based signal of a target whose ``up`` does not
+yet cover ``MIN_COVERAGE`` of the window (a target scraped for 5 s of a 30 s window): a tail quantile over
+a short window is biased low, and a baseline learned from it would page as the window fills.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from collections import defaultdict
 import numpy as np
 
 from storage.base import Store
-from storage.functions import histogram_quantile, rate
+from storage.functions import extrapolated_rate, histogram_quantile
 
-SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "saturation_ratio", "up")
+SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "up")
 """Signal names, in display order."""
 
 MIN_COVERAGE = 0.75
@@ -46,14 +50,25 @@ def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> 
     def series(name: str, **matchers):
         return store.select(name, matchers or None, start, now_ms)
 
-    def covered(ts) -> bool:
+    def spans_window(ts) -> bool:
         index = ts.values.index  # integers in the index's unit: no Timestamp objects per series
         span_ms = np.timedelta64(int(index.asi8[-1] - index.asi8[0]), index.unit) / np.timedelta64(1, "ms")
         return span_ms >= MIN_COVERAGE * (now_ms - start)
 
     out: dict[str, dict[str, float]] = defaultdict(lambda: {s: math.nan for s in SIGNALS})
+    warm: set[tuple[str, str]] = set()  # targets (job, instance) scraped over most of the window
     for ts in series("up"):
         out[ts.labels["job"]]["up"] = float(ts.values.iloc[-1])
+        if spans_window(ts):
+            warm.add((ts.labels["job"], ts.labels.get("instance", "")))
+
+    def covered(ts) -> bool:
+        return (ts.labels.get("job", ""), ts.labels.get("instance", "")) in warm
+
+    def rate(values) -> float:
+        v = values.to_numpy(dtype=float)
+        kept = ~np.isnan(v)  # scrape gaps and staleness markers
+        return extrapolated_rate(values.index.as_unit("ms").asi8[kept], v[kept], start, now_ms, True, True)
 
     requests: dict[str, float] = defaultdict(float)
     errors: dict[str, float] = defaultdict(float)
@@ -76,6 +91,7 @@ def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> 
             buckets[ts.labels.get("job", "")][float(ts.labels["le"])] += r
     for job, b in buckets.items():
         out[job]["latency_p99_seconds"] = histogram_quantile(0.99, b)
+        out[job]["latency_p90_seconds"] = histogram_quantile(0.9, b)
 
     pool = {ts.labels.get("job", ""): float(ts.values.iloc[-1]) for ts in series("worker_pool_size")}
     for ts in filter(covered, series("worker_busy_seconds_total")):

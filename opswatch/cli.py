@@ -11,19 +11,25 @@ import signal
 import sys
 from pathlib import Path
 
+from .commands import register_all
 from .config import load_config
 from .errors import ConfigError
 
 
 def _list_faults(as_json: bool) -> int:
+    """Print every fault kind with its description, valid targets and default params
+    (``--json``: ``{"kinds": {kind: [target, ...]}, "descriptions": {kind: text},
+    "params": {kind: {param: default}}}``)."""
     from sample_platform.faults import FAULT_KINDS, valid_targets
 
     kinds = {k: valid_targets(k) for k in FAULT_KINDS}
     if as_json:
-        print(json.dumps({"kinds": kinds}, indent=2))
-    else:
-        for name, kind in FAULT_KINDS.items():
-            print(f"{name:<12} {kind.description}\n{'':<12} targets: {', '.join(kinds[name])}")
+        print(json.dumps({"kinds": kinds, "descriptions": {k: v.description for k, v in FAULT_KINDS.items()},
+                          "params": {k: v.defaults() for k, v in FAULT_KINDS.items()}}, indent=2))
+        return 0
+    for name, kind in FAULT_KINDS.items():
+        params = ", ".join(f"{p}={v:g}" for p, v in kind.defaults().items())
+        print(f"{name}\n    {kind.description}\n    params: {params}\n    targets: {', '.join(kinds[name])}")
     return 0
 
 
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     nab = bench_sub.add_parser("nab", help="score a detector on the NAB corpus (--detector, --results-dir, ...)",
                                add_help=False)
     nab.set_defaults(func=_bench)
+    register_all(sub)
     return parser
 
 

@@ -9,16 +9,21 @@ API, and writes a JSON summary on exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from alerting.changes import ChangeEvent
+from alerting.model import parse_rfc3339
 from collectors.scrape import Target
 from topology.graph import REFERENCE_PLATFORM, Topology
 
@@ -80,10 +85,16 @@ class PlatformProcess:
     def targets(self) -> list[Target]:
         return [Target(job, url.rstrip("/") + "/metrics") for job, url in self.info["nodes"].items()]
 
-    async def inject(self, plan: FaultPlan) -> dict:
+    async def inject(self, plan: FaultPlan, params: dict | None = None) -> dict:
+        """Inject ``plan``'s fault now (``params`` override the kind's defaults); returns its ground truth.
+
+        :raises httpx.HTTPStatusError: when the platform refuses it (its message says why).
+        """
+        body = {"kind": plan.kind, "target": plan.target, "duration_seconds": plan.for_seconds}
+        if params:
+            body["params"] = params
         async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.post(f"{self.info['control']}/faults", json={
-                "kind": plan.kind, "target": plan.target, "duration_seconds": plan.for_seconds})
+            r = await client.post(f"{self.info['control']}/faults", json=body)
             r.raise_for_status()
             return r.json()
 
@@ -100,10 +111,53 @@ class PlatformProcess:
         stop_process_group(self.proc, timeout_seconds=10)
 
 
+DEPLOY_POLL_SECONDS = 5.0
+MONITOR_NICENESS = 5
+
+
+def yield_cpu_to_platform() -> None:
+    """Lower this process's CPU priority (``nice`` +5) once the platform is running.
+
+    The demo runs the monitored platform and its monitor on one machine, where they would be on different
+    hosts in production: an evaluation burst of OpsWatch must not stall the platform's event loop, which
+    would show as a latency spike on every node at once -- a fault of the demo, not of the platform.
+    """
+    os.nice(MONITOR_NICENESS)
+
+
+def deploy_change(record: dict) -> ChangeEvent | None:
+    """The platform's ground-truth record of a clean deploy (``"kind": "surge:deploy"``, see
+    :mod:`sample_platform.surges`) as a change event; None for any other record."""
+    if record.get("kind") != "surge:deploy":
+        return None
+    params = record.get("params") or {}
+    before, after = params.get("from_version", "?"), params.get("to_version", "")
+    return ChangeEvent(record["id"], "deploy", record["target"], after,
+                       f"rolling restart of {record['target']} from {before} to {after}", "sample_platform",
+                       parse_rfc3339(record["start"]), "reference_platform")
+
+
+async def forward_deploys(platform: PlatformProcess, pipeline: Pipeline) -> int:
+    """Hand the platform's deploys recorded so far to the pipeline's change log (known ids are skipped);
+    returns how many were new."""
+    changes = [c for c in map(deploy_change, await platform.faults()) if c is not None]
+    return sum([(await asyncio.to_thread(pipeline.record_change, c))[1] for c in changes])
+
+
+async def forward_deploys_forever(platform: PlatformProcess, pipeline: Pipeline) -> None:
+    while True:
+        try:
+            await forward_deploys(platform, pipeline)
+        except Exception:  # a bad record must not stop the demo; the next poll retries
+            log.exception("forwarding the platform's deploys to the change log failed")
+        await asyncio.sleep(DEPLOY_POLL_SECONDS)
+
+
 def summarize(pipeline: Pipeline, faults: list[dict]) -> dict:
     """The JSON summary written by ``--summary``."""
     return {
-        "faults": [{k: f[k] for k in ("kind", "target", "start", "end")} for f in faults],
+        "faults": [{k: f.get(k) for k in ("kind", "target", "start", "end", "expected_impact")}
+                   for f in faults if f.get("fault", True)],
         "incidents": [
             {"id": i["id"], "opened_at": i["opened_at"], "status": i["status"],
              "root_causes": [c["node"] for c in i["root_causes"]],
@@ -114,27 +168,41 @@ def summarize(pipeline: Pipeline, faults: list[dict]) -> dict:
     }
 
 
-async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fault: FaultPlan | None,
-                   summary_path: Path | None, rate: float, seed: int) -> dict:
-    """Run the demo; returns the summary. Stops after ``duration`` seconds, or on SIGINT/SIGTERM."""
+@contextlib.asynccontextmanager
+async def monitored_platform(config: OpsWatchConfig, rate: float, seed: int
+                             ) -> AsyncIterator[tuple[PlatformProcess, Pipeline]]:
+    """The reference platform as a child process (ground truth in ``config.data_dir``) and a pipeline
+    scraping every node of it (besides ``config.scrape_configs``); both are stopped on exit, error or not.
+
+    :raises RuntimeError: when the platform does not start.
+    """
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     platform = PlatformProcess(data_dir, rate, seed)
     pipeline = None
     try:
         await platform.wait_ready()
+        yield_cpu_to_platform()
         topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
-        pipeline = Pipeline(config, platform.targets(), topology=topology)  # + config.scrape_configs
-        await serve(pipeline, port, duration, [_inject_later(platform, fault)] if fault else [])
-        summary = summarize(pipeline, await platform.faults())
-        if summary_path:
-            summary_path.parent.mkdir(parents=True, exist_ok=True)
-            summary_path.write_text(json.dumps(summary, indent=2))
-        return summary
+        pipeline = Pipeline(config, platform.targets(), topology=topology)
+        yield platform, pipeline
     finally:
         platform.stop()
         if pipeline is not None:
             pipeline.close()
+
+
+async def run_demo(config: OpsWatchConfig, port: int, duration: float | None, fault: FaultPlan | None,
+                   summary_path: Path | None, rate: float, seed: int) -> dict:
+    """Run the demo; returns the summary. Stops after ``duration`` seconds, or on SIGINT/SIGTERM."""
+    async with monitored_platform(config, rate, seed) as (platform, pipeline):
+        background = [forward_deploys_forever(platform, pipeline)] + ([_inject_later(platform, fault)] if fault else [])
+        await serve(pipeline, port, duration, background)
+        summary = summarize(pipeline, await platform.faults())
+    if summary_path:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 async def _inject_later(platform: PlatformProcess, plan: FaultPlan) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus duration strings: ``1h30m``, ``15s``, ``500ms``, ``2d`` -> seconds."""
+"""Prometheus duration strings (``1h30m``, ``15s``, ``500ms``, ``2d`` -> seconds) and byte sizes
+(``10MB``, ``512KiB`` -> bytes)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,23 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+# Prometheus parses sizes (body_size_limit) with alecthomas/units' ParseBase2Bytes: KB and KiB are both 1024.
+_SIZE_UNITS = {"": 1, "B": 1, **{p + s: 1024 ** (i + 1) for i, p in enumerate("KMGTPE") for s in ("B", "iB")}}
+_SIZE = re.compile(r"(\d+)([KMGTPE]i?B|B)?")
+
+
+def parse_byte_size(text: str | int) -> int:
+    """Bytes in a Prometheus size (``"10MB"`` -> 10485760, base 2 as Prometheus); a bare integer is bytes.
+
+    :raises ValueError: naming the text and the accepted form.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"size {text!r} is negative")
+        return text
+    match = _SIZE.fullmatch(str(text).strip())
+    if not match:
+        raise ValueError(f"size {text!r} is not like 512KB, 10MB, 1GiB or a number of bytes (units B KB MB GB TB PB EB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]

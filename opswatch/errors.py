@@ -23,6 +23,14 @@ class ScrapeError(OpsWatchError):
     """A target could not be scraped: connection refused, timeout, or a non-2xx HTTP status."""
 
 
+class ScrapeLimitError(ScrapeError):
+    """A scrape went over its job's ``sample_limit`` or ``body_size_limit``; ``reason`` names which."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class ParseError(OpsWatchError, ValueError):
     """An exposition page could not be parsed; the message quotes the offending line."""
 

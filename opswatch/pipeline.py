@@ -1,5 +1,6 @@
 """Wiring the stages together: scrape -> store -> golden signals -> detectors -> rules -> alerts ->
-incidents (grouping + root cause) -> reports and notifications.
+incidents (grouping + root cause) -> reports, and notifications through Alertmanager's stages (inhibit ->
+silence -> route -> group -> wait -> dedup, :mod:`alerting.stages`) to the notification dispatcher.
 
 :meth:`Pipeline.evaluate` is one synchronous evaluation at an explicit time, so tests drive it without
 sleeping; :meth:`Pipeline.run` runs the scrape loop, the evaluation loop and the notification worker.
@@ -20,15 +21,22 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from alerting.changes import ChangeEvent, ChangeLog
+from alerting.external import AlertIntake, ExternalAlert
 from alerting.incidents import Incident, IncidentManager
 from alerting.lifecycle import AlertStateFile, AlertTracker
-from alerting.notify import LogNotifier, NotificationDispatcher, WebhookNotifier, webhook_payload
+from alerting.notify import NotificationDispatcher
 from alerting.report import build_report, write_report
+from alerting.routing import build_route, default_route_config
 from alerting.rules import DEFAULT_RULES, AnomalyFunction, RuleEvaluator, load_rule_groups
+from alerting.silences import Silences
+from alerting.stages import NotificationStages, Outgoing
 from collectors.discovery import TargetDiscovery
 from collectors.samples import STALE_NAN, Sample, labels_key
 from collectors.scrape import ScrapeManager, ScrapeMetrics, Target
+from detection.calendar import Calendar
 from detection.engine import ScoringEngine
+from detection.feedback import FeedbackLog
 from detection.signals import RECORDED_NAME, compute_golden_signals
 from storage.base import Store
 from storage.remote import RemoteStore
@@ -65,6 +73,41 @@ def open_store(config: OpsWatchConfig, clock: Callable[[], float], registry: Col
     return SQLiteStore(Path(config.data_dir) / "opswatch.db", int(storage.retention * 1000), clock)
 
 
+DETECTOR_STATE_FILE = "detector_state.npz"
+DETECTOR_SAVE_EVERY_MS = 60_000
+
+
+def scoring_engine(config: OpsWatchConfig) -> ScoringEngine:
+    """The live detector with the ``detection:`` settings: per-series policies, the calendar (configured events
+    plus those added through the API, kept in ``data_dir/detection_calendar.json``), the feedback log
+    (``data_dir/detection_feedback.jsonl``) and re-baselining after ``rebaseline_after`` of a stable shift.
+    Its baselines are restored from ``data_dir/detector_state.npz`` when the file exists; a file this
+    engine cannot use (another detector or window) is logged, kept aside as ``.unusable`` and the
+    baselines start afresh, so a configuration change never stops monitoring.
+
+    :raises ValueError: when the calendar or feedback file is unreadable (names the file and the entry).
+    """
+    d, data_dir = config.detection, Path(config.data_dir)
+    after = None if d.rebaseline_after is None else max(1, math.ceil(d.rebaseline_after / config.evaluation_seconds))
+    state = data_dir / DETECTOR_STATE_FILE
+
+    def make() -> ScoringEngine:
+        return ScoringEngine(d.window, d.min_points, overrides=[s.to_override() for s in d.series],
+                             calendar=Calendar([e.to_event() for e in d.calendar],
+                                               data_dir / "detection_calendar.json"),
+                             feedback=FeedbackLog(data_dir / "detection_feedback.jsonl"), rebaseline_after=after,
+                             state_path=state)
+
+    try:
+        return make()
+    except ValueError as exc:
+        if not state.exists() or str(state) not in str(exc):
+            raise
+        log.error("%s; starting with fresh baselines (the file is kept as %s.unusable)", exc, state.name)
+        state.replace(state.with_name(state.name + ".unusable"))
+        return make()
+
+
 class Pipeline:
     """The whole monitoring pipeline over a list of targets.
 
@@ -89,22 +132,38 @@ class Pipeline:
         self.discovery = TargetDiscovery(config.resolved_scrape_configs(), self.registry)
         self.scraper = ScrapeManager(targets, self.store.append, config.scrape_interval, config.scrape_timeout,
                                      clock, ScrapeMetrics(self.registry), discovery=self.discovery,
-                                     queue_capacity_samples=config.append_queue_samples)
-        self.engine = ScoringEngine(config.detection.window, config.detection.min_points)
+                                     queue_capacity_samples=config.append_queue_samples,
+                                     append_columns=getattr(self.store, "append_columns", None))
+        self.engine = scoring_engine(config)
+        self._engine_saved_ms = int(clock() * 1000)
         self.tracker = AlertTracker()
+        intake = config.intake
+        self.intake = AlertIntake(self.topology, intake.node_labels, int(intake.resolve_timeout * 1000),
+                                  int(intake.webhook_resolve_timeout * 1000), intake.max_alerts)
+        self.changes = ChangeLog(self.data_dir / "changes.jsonl")  # deploys and config changes, kept across restarts
         self.incidents = IncidentManager(self.topology, int(config.resolve_after * 1000),
-                                         onset_tolerance_ms=int(2 * config.evaluation_seconds * 1000))
-        receivers = [LogNotifier()] + [WebhookNotifier(r.name, r.webhook_url, r.timeout) for r in config.receivers]
-        self.dispatcher = NotificationDispatcher(receivers, self.registry)
+                                         onset_tolerance_ms=int(2 * config.evaluation_seconds * 1000),
+                                         changes=self.changes)
+        self.dispatcher = NotificationDispatcher.from_config(config.receivers, self.registry,
+                                                             self.data_dir / "notifications.db",
+                                                             config.fallback_receiver)
+        # inhibit -> silence -> route -> group -> wait -> dedup; what is due goes to self.dispatcher
+        self.silences = Silences(self.data_dir / "silences.json")
+        route = build_route(config.route or default_route_config([r.name for r in config.receivers]))
+        self.paging = NotificationStages(self.topology, route, config.inhibit_rules, self.silences,
+                                         self.data_dir / "nflog.json", config.external_url, self.reports_dir,
+                                         self.registry)
         self.snapshot = Snapshot()
         # Alerts and incidents survive a restart: a firing alert keeps its startsAt and is not paged again.
         self.alert_state = AlertStateFile(self.data_dir / "alerts.json")
         self.alert_state.load(self.tracker, self.incidents)
         self._recorded: dict[tuple[str, str], dict] = {}  # series written last evaluation, for staleness
-        self.outbox: list[dict] = []  # notifications of the last evaluations, handed to the dispatcher
-        self._incident_views: dict[str, dict] = {i.id: {**build_report(i, self.tracker.alerts),
-                                                        "report": str(self.reports_dir / f"{i.id}.json")}
-                                                 for i in self.incidents.incidents.values()}
+        self.outbox: list[Outgoing] = []  # notifications of the last evaluations, handed to the dispatcher
+        self._incident_views: dict[str, dict] = {
+            i.id: {**build_report(i, self.tracker.alerts, self.store, int(clock() * 1000)),
+                   "report": str(self.reports_dir / f"{i.id}.json")}
+            for i in self.incidents.incidents.values()}
+        self._refresh_incidents()
         self._lock = threading.Lock()  # evaluations (worker thread) and incident actions (API) take turns
         self._eval_duration = Histogram("opswatch_evaluation_duration_seconds",
                                         "Time of one evaluation (signals, detectors, rules, incidents).",
@@ -120,29 +179,76 @@ class Pipeline:
             rules = self.rules.evaluate(now_ms, scores)
             self.tracker.update(now_ms, rules.conditions, rules.evaluated)
             changed = self.incidents.update(now_ms, self.tracker.alerts)
-            for incident in changed:
-                self._publish(incident)
+            self._route(now_ms, changed)
             self.alert_state.save(self.tracker, self.incidents, now_ms)
             self._snapshot(now_ms, signals, scores)
+            if now_ms - self._engine_saved_ms >= DETECTOR_SAVE_EVERY_MS:
+                self._save_engine(now_ms)
         return changed
 
-    def change_incident(self, incident_id: str, action: str, by: str, now_ms: int | None = None) -> dict:
-        """``acknowledge`` or ``resolve`` an incident as ``by``; returns its updated report (also written
-        to the reports directory and notified, like any incident change).
+    def change_incident(self, incident_id: str, action: str, by: str, *, assignee: str | None = None,
+                        text: str | None = None, now_ms: int | None = None) -> dict:
+        """The one write path of incident changes (REST API, CLI through the API, wall screen): ``acknowledge``,
+        ``assign`` (to ``assignee``), ``comment`` (``text``) or ``resolve`` as ``by``. The change lands in the
+        incident's timeline, is saved with the alert state and its report rewritten; acknowledge and resolve
+        are notified, like any status change. Returns the incident's updated report.
 
-        :raises KeyError: no such incident; :raises ValueError: unknown action, or it does not apply.
+        :raises KeyError: no such incident; :raises ValueError: unknown action, a missing or empty field
+            (named), or an action that does not apply (acknowledging a resolved incident).
         """
-        actions = {"acknowledge": self.incidents.acknowledge, "resolve": self.incidents.resolve}
+        actions = {"acknowledge": lambda i, t: self.incidents.acknowledge(i, t, by),
+                   "assign": lambda i, t: self.incidents.assign(i, t, by, assignee),
+                   "comment": lambda i, t: self.incidents.comment(i, t, by, text),
+                   "resolve": lambda i, t: self.incidents.resolve(i, t, by)}
         if action not in actions:
             raise ValueError(f"action {action!r}: use one of {', '.join(actions)}")
         now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
         with self._lock:
-            incident = actions[action](incident_id, now_ms, by)
-            self._publish(incident)
+            incident = actions[action](incident_id, now_ms)
+            self._publish(incident, now_ms, notify=action in ("acknowledge", "resolve"))
             self.alert_state.save(self.tracker, self.incidents, now_ms)
-            self.snapshot = dataclasses.replace(
-                self.snapshot, incidents=[v for v in self._incident_views.values() if v["status"] != "merged"])
+            self._refresh_incidents()
             return self._incident_views[incident_id]
+
+    def record_change(self, event: ChangeEvent) -> tuple[ChangeEvent, bool]:
+        """Add a deploy or configuration change to the change log; incidents it preceded (within the log's
+        window before their first anomaly) list it and their reports are rewritten. An event whose id is
+        already logged changes nothing. Returns the logged event and whether it is new.
+
+        :raises OSError: the change log cannot be written.
+        """
+        now_ms = int(self.clock() * 1000)
+        with self._lock:
+            event, new = self.changes.add(event)
+            if not new:
+                return event, False
+            window_ms = self.incidents.change_window_ms
+            touched = [i for i in self.incidents.incidents.values() if i.status != "merged"
+                       and i.first_anomaly_ms is not None and 0 <= i.first_anomaly_ms - event.at_ms <= window_ms
+                       and self.incidents.attach_changes(i)]
+            for incident in touched:
+                self._publish(incident, now_ms, notify=False)
+            if touched:
+                self.alert_state.save(self.tracker, self.incidents, now_ms)
+                self._refresh_incidents()
+            return event, True
+
+    def receive_alerts(self, alerts: list[ExternalAlert], source: str, now_ms: int | None = None) -> list[str]:
+        """Take alerts sent by Prometheus (``source="api"``) or an Alertmanager webhook (``"webhook"``) into
+        the alert tracker (see :mod:`alerting.external`). The next evaluation groups them into incidents,
+        pages and saves them, as it does OpsWatch's own rule alerts: a burst of requests costs one grouping
+        and one report rewrite, not one per request. Returns one problem per alert refused.
+
+        :raises ValueError: for an unknown ``source``.
+        """
+        now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
+        with self._lock:
+            _, refused = self.intake.receive(self.tracker, alerts, source, now_ms)
+        return refused
+
+    def _refresh_incidents(self) -> None:
+        self.snapshot = dataclasses.replace(
+            self.snapshot, incidents=[v for v in self._incident_views.values() if v["status"] != "merged"])
 
     def _record(self, now_ms: int, signals: dict, scores: dict) -> None:
         """Write the signals and scores back to the store, like recording rules, with the detector's
@@ -164,18 +270,38 @@ class Pipeline:
         self.rules.push(samples)  # the rules read these from memory rather than back from the store
         self.store.append(samples)
 
-    def _publish(self, incident: Incident) -> None:
-        report = build_report(incident, self.tracker.alerts)
+    def _route(self, now_ms: int, changed: list[Incident]) -> None:
+        """Run the notification stages (:mod:`alerting.stages`) and queue what is due; rewrite the reports
+        of the incidents that ``changed``, were paged, or hold an alert newly silenced, inhibited or freed."""
+        result = self.paging.run(now_ms, self.tracker.alerts, self.incidents)
+        for incident in result.paged:  # before the report, so the report's timeline has the page
+            self.incidents.record_page(incident, now_ms)
+        for incident in {i.id: i for i in [*changed, *result.paged, *result.status_changed]}.values():
+            self._publish(incident, now_ms)
+        self.outbox += result.outgoing
+
+    def _publish(self, incident: Incident, now_ms: int, notify: bool = False) -> None:
+        """Rewrite ``incident``'s report and view, each alert with its notification ``status`` (silenced,
+        inhibited and why). Pages follow routing (:meth:`_route`); ``notify`` (a change made by hand) also
+        tells the receivers already notified about the incident."""
+        report = build_report(incident, self.tracker.alerts, self.store, now_ms)
+        for alert in report["alerts"]:
+            alert["status"] = self.paging.status(alert["fingerprint"])
         path = write_report(report, self.reports_dir)
         self._incident_views[incident.id] = {**report, "report": str(path)}
-        self.outbox.append(webhook_payload(incident, self.tracker.alerts, "", self.config.external_url, str(path)))
+        if notify:
+            self.outbox += self.paging.announce(incident, self.tracker.alerts)
+
+    def _api_alerts(self) -> list[dict]:
+        """Every alert in the API shape, with Alertmanager's ``status`` (state, silencedBy, inhibitedBy)."""
+        return [{**a.to_api(), "status": self.paging.status(fp)} for fp, a in self.tracker.alerts.items()]
 
     def _snapshot(self, now_ms: int, signals: dict, scores: dict) -> None:
         self.snapshot = Snapshot(
             evaluated_at_ms=now_ms,
             signals={j: dict(v) for j, v in signals.items()},
             scores={j: {s: sc.score for (jj, s), sc in self.engine.latest.items() if jj == j} for j in signals},
-            alerts=[a.to_api() for a in self.tracker.alerts.values()],
+            alerts=self._api_alerts(),
             incidents=[v for v in self._incident_views.values() if v["status"] != "merged"],
             targets=[vars(h).copy() for h in self.scraper.health.values()],
         )
@@ -192,13 +318,25 @@ class Pipeline:
             except Exception:  # one bad evaluation must not stop monitoring
                 log.exception("evaluation failed; continuing with the next one")
             # The dispatcher's queue belongs to the event loop: submit from here, not from the worker.
-            outbox, self.outbox = self.outbox, []
-            for payload in outbox:
-                self.dispatcher.submit(payload)
+            with self._lock:  # incident actions (API threads) add announcements
+                outbox, self.outbox = self.outbox, []
+            for out in outbox:
+                self.dispatcher.submit(out.payload, repeat=out.repeat)
 
     async def run(self) -> None:
         """Scrape, evaluate and notify until cancelled."""
         await asyncio.gather(self.scraper.run(), self._evaluation_loop(), self.dispatcher.run())
 
+    def _save_engine(self, now_ms: int) -> None:
+        """Persist the detector baselines (atomic write); a failure is logged, monitoring goes on."""
+        self._engine_saved_ms = now_ms
+        try:
+            self.engine.save()
+        except OSError:
+            log.exception("could not save the detector state to %s", self.engine.state_path)
+
     def close(self) -> None:
+        with self._lock:
+            self._save_engine(int(self.clock() * 1000))
         self.store.close()
+        self.dispatcher.close()

@@ -39,7 +39,9 @@ Ground truth (:mod:`.groundtruth`): one JSONL log (``--faults-log``) and
 ``GET /faults`` on the control server hold every fault *and* every surge::
 
     {"id": "...", "kind": "latency", "target": "postgres", "start": "2026-11-22T10:00:00.123Z",
-     "end": "2026-11-22T10:01:00.123Z", "params": {"latency_seconds": 0.25}, "fault": true}
+     "end": "2026-11-22T10:01:00.123Z", "params": {"latency_seconds": 0.25}, "fault": true,
+     "expected_impact": ["watch_feed", "user_profile", "post_content", "messaging", "live_streaming",
+                         "send_gift"]}
     {"id": "...", "kind": "surge:celebrity_live", "target": "live", "start": "...", "end": "...",
      "params": {"factor": 4.0, "room_id": 1}, "fault": false}
 
@@ -49,7 +51,8 @@ Modules (each with one job):
 
 - :mod:`.graph` -- node names, call graph, gateway routes (static data).
 - :mod:`.params` -- behaviour parameters of every node.
-- :mod:`.faults` -- fault catalogue and ``FaultInjector``.
+- :mod:`.fault_kinds` -- the fault catalogue: twelve kinds, their targets, params and overrides.
+- :mod:`.faults` -- ``FaultInjector``: active faults, their effects, ground truth with expected impact.
 - :mod:`.groundtruth` -- the shared ground-truth log.
 - :mod:`.surges` -- legitimate surges, their controller and calendar.
 - :mod:`.shape` -- traffic shape over simulated time, ``SimClock``.

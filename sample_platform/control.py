@@ -1,12 +1,13 @@
 """Control HTTP API of the platform: fault injection, surges, ground truth, traffic status.
 
 - ``POST /faults`` JSON ``{"kind", "target", "duration_seconds", "params"?}``
-  -> 201 with the ground-truth record; 400 ``{"error": "..."}`` naming what was
+  -> 201 with the ground-truth record (with ``expected_impact``); 400 ``{"error": "..."}`` naming what was
   wrong (bad JSON, missing field, unknown kind/target, bad duration/params).
 - ``GET /faults`` -> ``{"faults": [record, ...]}``: the whole ground-truth log,
   oldest first -- faults (``"fault": true``) and legitimate surges
   (``"fault": false``, kind ``surge:*``).
-- ``GET /faults/kinds`` -> ``{"kinds": {kind: [target, ...]}, "descriptions": {kind: text}}``.
+- ``GET /faults/kinds`` -> ``{"kinds": {kind: [target, ...]}, "descriptions": {kind: text},
+  "params": {kind: {param: default}}}``.
 - ``POST /surges`` JSON ``{"kind", "target"?, "duration_seconds", "params"?}``
   (kind with or without the ``surge:`` prefix; target defaults to the kind's
   first) -> 201 with the record; 400 as for faults; 503 when the surge could
@@ -80,6 +81,7 @@ def control_app(injector: FaultInjector, surges: SurgeController,
         return JSONResponse({
             "kinds": {k: valid_targets(k) for k in FAULT_KINDS},
             "descriptions": {k: v.description for k, v in FAULT_KINDS.items()},
+            "params": {k: v.defaults() for k, v in FAULT_KINDS.items()},
         })
 
     async def post_surge(request: Request) -> Response:

@@ -10,6 +10,7 @@ covers every node; a test keeps the two in step).
   they call nobody.
 - ``CDN_EDGES``: the live-streaming CDN edges, one node per provider.
 - ``GIFT_SHARDS``: the gift database shards, indexed by ``user_id % len(GIFT_SHARDS)``.
+- ``DATABASES``: the relational databases (``postgres`` and the gift shards).
 - ``NODES``: ``SERVICES + INFRA``.
 - ``CALL_GRAPH``: caller -> tuple of downstream node names it calls over HTTP.
 - ``GATEWAY_ROUTES``: public gateway route -> (HTTP method, the service it is routed to).
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 CDN_EDGES: tuple[str, ...] = ("cdn-a", "cdn-b", "cdn-c")
 GIFT_SHARDS: tuple[str, ...] = ("giftdb-0", "giftdb-1")
+DATABASES: tuple[str, ...] = ("postgres", *GIFT_SHARDS)
 
 SERVICES: tuple[str, ...] = (
     "gateway", "user", "feed", "recommend", "post", "media", "search", "message", "notification",
     "live", "origin", *CDN_EDGES, "gift", "payment", "inventory",
 )
-INFRA: tuple[str, ...] = ("postgres", *GIFT_SHARDS, "redis", "kafka", "objstore")
+INFRA: tuple[str, ...] = (*DATABASES, "redis", "kafka", "objstore")
 NODES: tuple[str, ...] = SERVICES + INFRA
 DEPLOYABLE: tuple[str, ...] = tuple(s for s in SERVICES if s not in CDN_EDGES)
 

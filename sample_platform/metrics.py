@@ -2,9 +2,10 @@
 
 Metric names (identical on every node, so one query works for all jobs):
 
-- ``http_requests_total{route, method, code}`` counter, server side; ``route`` is
-  the route template (e.g. ``/users/{user_id}``), ``code`` the status code string.
-  ``/metrics`` itself is never counted.
+- ``http_requests_total{route, method, code, version}`` counter, server side;
+  ``route`` is the route template (e.g. ``/users/{user_id}``), ``code`` the
+  status code string, ``version`` the version that served the request (two
+  while a rollout is under way).  ``/metrics`` itself is never counted.
 - ``http_request_duration_seconds{route, method}`` histogram, seconds.
 - ``http_requests_in_flight`` gauge.
 - ``http_client_requests_total{downstream, code}`` counter; ``code`` is the status
@@ -13,7 +14,9 @@ Metric names (identical on every node, so one query works for all jobs):
 - ``worker_pool_size`` gauge (slots) and ``worker_busy_seconds_total`` counter
   (slot-seconds occupied), so saturation = ``rate(worker_busy_seconds_total[1m])
   / worker_pool_size`` (0..1).
-- ``platform_build_info{version}`` gauge, always 1: the deployed version.
+- ``platform_build_info{version}`` gauge, always 1: the deployed version(s).
+- ``process_resident_memory_bytes`` gauge: the node's resident memory (from its
+  parameters: a base plus what a ``memory_leak`` fault leaked).
 - ``process_start_time_seconds`` gauge: when this instance started (epoch
   seconds); it changes on a restart, when every counter starts again from 0.
 
@@ -24,7 +27,7 @@ Node-specific extras (infra and business metrics) are registered on
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,31 +66,36 @@ class _Family:
 
 
 class _BuildInfoCollector:
-    """Exposes ``platform_build_info{version} 1`` with the version read at scrape time."""
+    """Exposes ``platform_build_info{version} 1`` for each version serving, read at scrape time."""
 
-    def __init__(self, version: Callable[[], str]) -> None:
-        self._version = version
+    def __init__(self, versions: Callable[[], Iterable[str]]) -> None:
+        self._versions = versions
 
     def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily("platform_build_info", "Deployed version of this node (always 1).",
+        info = GaugeMetricFamily("platform_build_info", "Deployed version(s) of this node (always 1).",
                                  labels=["version"])
-        info.add_metric([self._version()], 1.0)
+        for version in self._versions():
+            info.add_metric([version], 1.0)
         yield info
 
 
 class NodeMetrics:
     """The standard metrics of one node, in a fresh registry.
 
-    ``pool``: the node's worker pool; ``version``: returns the deployed version;
-    ``started_at``: the instance's start time (epoch seconds).
+    ``pool``: the node's worker pool; ``versions``: returns the versions serving
+    (the deployed one, and one being rolled out); ``started_at``: the instance's
+    start time (epoch seconds); ``resident_memory``: returns the resident memory
+    in bytes.
     Attributes: ``registry``, ``requests``, ``request_duration``, ``in_flight``,
     ``client_requests``, ``client_duration``, ``pool_size``.
     """
 
-    def __init__(self, pool: WorkerPool, version: Callable[[], str], started_at: float) -> None:
+    def __init__(self, pool: WorkerPool, versions: Callable[[], Iterable[str]], started_at: float,
+                 resident_memory: Callable[[], float]) -> None:
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests_total", "HTTP requests handled, by route template and status code.",
-                                ["route", "method", "code"], registry=r)
+        self.requests = Counter("http_requests_total",
+                                "HTTP requests handled, by route template, status code and serving version.",
+                                ["route", "method", "code", "version"], registry=r)
         self.request_duration = Histogram("http_request_duration_seconds",
                                           "Server-side HTTP request latency in seconds.",
                                           ["route", "method"], buckets=DURATION_BUCKETS, registry=r)
@@ -102,7 +110,9 @@ class NodeMetrics:
         self.pool_size = Gauge("worker_pool_size", "Worker pool slots of this node.", registry=r)
         self.pool_size.set(pool.size)
         r.register(_BusyCollector(pool))
-        r.register(_BuildInfoCollector(version))
+        r.register(_BuildInfoCollector(versions))
+        Gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
+              registry=r).set_function(resident_memory)
         Gauge("process_start_time_seconds", "Start time of this node instance since the epoch, in seconds.",
               registry=r).set(started_at)
 

@@ -8,12 +8,18 @@ kafka -- runs through :meth:`Node.run_op`:
 1. waits for a worker-pool slot (queue full or waited longer than the
    ``queue_timeout_seconds`` parameter -> :class:`PoolOverloaded`);
 2. runs the work; ``ctx.work(median)`` sleeps a lognormal service time plus the
-   ``latency`` / ``saturation`` extra delay (applied once; if the work never
-   calls ``work`` the extra is applied after it);
-3. then fails with :class:`InjectedFailure` with probability ``max(error_ratio
-   parameter, errors fault ratio)``.  The failure is decided *after* the work,
-   so the node's own downstream calls still happen: a failing node does not
-   starve its dependencies of traffic.
+   fault delay (``latency``, ``cpu_saturation`` hold, and the garbage-collection
+   pause of a ``memory_leak``; applied once; if the work never calls ``work``
+   the extra is applied after it);
+3. then fails with :class:`InjectedFailure` with probability ``max(error ratio
+   of the serving version, errors fault ratio)``.  The failure is decided
+   *after* the work, so the node's own downstream calls still happen: a failing
+   node does not starve its dependencies of traffic.
+
+Each operation is served by the deployed ``params.version``, or, while a
+version is being rolled out (``params.canary_version``), by that one with
+probability ``params.canary_ratio``; ``http_requests_total`` carries it as its
+``version`` label.
 
 HTTP requests map those outcomes to status codes (503 overloaded, 500 injected
 failure or bug, 502/504 :class:`DownstreamError`, 400 :class:`BadRequest`, 499
@@ -24,10 +30,14 @@ Outgoing calls go through ``self.call(downstream, method, path, ...)`` (an
 aiohttp client: a fraction of httpx's CPU per request, which matters with two
 dozen nodes in one process) which records ``http_client_*`` metrics, returns a
 :class:`Reply` and raises ``DownstreamError`` on 5xx, timeout or connection
-failure.
+failure.  A call to a downstream in ``params.partitioned`` is lost with that
+probability (it waits out its timeout); a call that timed out is sent again
+``params.timeout_retries[downstream]`` times.
 
 Behaviour parameters live in ``node.params`` (see :mod:`.params`) and are read
-on every use, so replacing them takes effect at once.
+on every use, so replacing them takes effect at once; ``node.base_params`` are
+the node's own, which the platform overlays with the active faults' overrides
+(:meth:`Node.apply_faults`).
 """
 
 from __future__ import annotations
@@ -115,10 +125,10 @@ class RequestContext:
 
     __slots__ = ("node", "effects", "_extra")
 
-    def __init__(self, node: "Node", effects: FaultEffects) -> None:
+    def __init__(self, node: "Node", effects: FaultEffects, extra_seconds: float | None = None) -> None:
         self.node = node
         self.effects = effects
-        self._extra = effects.extra_seconds
+        self._extra = effects.extra_seconds if extra_seconds is None else extra_seconds
 
     async def work(self, median_seconds: float) -> float:
         """Sleep a lognormal service time around ``median_seconds`` plus any pending
@@ -153,6 +163,7 @@ class Node:
                  http: aiohttp.ClientSession | None = None, seed: int = 1,
                  clock: Callable[[], float] = time.time) -> None:
         self.name = name
+        self.base_params = params
         self.params = params
         self.injector = injector
         self.urls = urls
@@ -161,7 +172,8 @@ class Node:
         self.started_at = clock()
         self.rng = random.Random(f"{seed}:{name}:{params.version}")
         self.pool = WorkerPool(params.pool_size, params.max_queue)
-        self.metrics = NodeMetrics(self.pool, lambda: self.params.version, self.started_at)
+        self.metrics = NodeMetrics(self.pool, self.versions, self.started_at,
+                                   lambda: self.params.resident_memory_bytes(self.clock()))
         self.registry = self.metrics.registry
         self._routes: list[BaseRoute] = [Route("/metrics", self._metrics_endpoint, methods=["GET"])]
         self._tasks: list[asyncio.Task[Any]] = []
@@ -193,6 +205,28 @@ class Node:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def apply_faults(self) -> None:
+        """Set ``params`` to ``base_params`` overlaid with the overrides of the faults active on this
+        node now (restoring ``base_params`` once none is), and hold the worker slots the active
+        faults take."""
+        params = self.injector.params_for(self.name, self.base_params)
+        if params is not self.params and params != self.params:
+            self.params = params
+        usable = self.injector.effects(self.name).usable_slots
+        self.pool.reserve(0 if usable is None else self.pool.size - usable)
+
+    def versions(self) -> tuple[str, ...]:
+        """The versions serving now: the deployed one, then one being rolled out."""
+        p = self.params
+        return (p.version,) if p.canary_version is None else (p.version, p.canary_version)
+
+    def pick_version(self) -> str:
+        """The version that serves the next operation (see ``params.canary_ratio``)."""
+        p = self.params
+        if p.canary_version is not None and self.rng.random() < p.canary_ratio:
+            return p.canary_version
+        return p.version
 
     @property
     def uses_websockets(self) -> bool:
@@ -239,26 +273,41 @@ class Node:
         if downstream not in CALL_GRAPH[self.name] or self.http is None:
             raise ValueError(f"{self.name} does not call {downstream!r}; "
                              f"downstreams: {', '.join(CALL_GRAPH[self.name]) or '(none)'}")
-        m = self.metrics
-        t0 = time.perf_counter()
-        if self.http.closed:  # platform shutting down
-            raise DownstreamError(downstream, "connect_error")
         seconds = timeout if timeout is not None else self.timeout_for(downstream)
-        reply = None
-        try:
-            async with self.http.request(method, self.urls[downstream] + path, json=json, params=params,
-                                         timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
-                reply = Reply(resp.status, await resp.read())
-            code = str(reply.status_code)
-        except TimeoutError:
-            code = "timeout"
-        except aiohttp.ClientError:
-            code = "connect_error"
-        m.client_duration.labels(downstream).observe(time.perf_counter() - t0)
-        m.client_requests.labels(downstream, code).inc()
+        for _ in range(1 + self.params.timeout_retries.get(downstream, 0)):
+            reply, code = await self._attempt(downstream, method, path, json, params, seconds)
+            if code != "timeout":
+                break
         if reply is None or code[0] == "5":
             raise DownstreamError(downstream, code)
         return reply
+
+    async def _attempt(self, downstream: str, method: str, path: str, json: Any, params: dict[str, Any] | None,
+                       seconds: float) -> tuple[Reply | None, str]:
+        """One HTTP call, recorded in the client metrics: ``(reply or None, code)``."""
+        assert self.http is not None
+        if self.http.closed:  # platform shutting down
+            raise DownstreamError(downstream, "connect_error")
+        m = self.metrics
+        t0 = time.perf_counter()
+        reply = None
+        drop = self.params.partitioned.get(downstream, 0.0)
+        if drop > 0 and self.rng.random() < drop:  # lost on the network: nothing ever answers
+            await asyncio.sleep(seconds)
+            code = "timeout"
+        else:
+            try:
+                async with self.http.request(method, self.urls[downstream] + path, json=json, params=params,
+                                             timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
+                    reply = Reply(resp.status, await resp.read())
+                code = str(reply.status_code)
+            except TimeoutError:
+                code = "timeout"
+            except aiohttp.ClientError:
+                code = "connect_error"
+        m.client_duration.labels(downstream).observe(time.perf_counter() - t0)
+        m.client_requests.labels(downstream, code).inc()
+        return reply, code
 
     async def best_effort(self, downstream: str, method: str, path: str, *, json: Any = None,
                           params: dict[str, Any] | None = None, timeout: float | None = None) -> Reply | None:
@@ -268,17 +317,21 @@ class Node:
         except DownstreamError:
             return None
 
-    async def run_op(self, work: Callable[[RequestContext], Awaitable[T]]) -> T:
+    async def run_op(self, work: Callable[[RequestContext], Awaitable[T]], version: str | None = None) -> T:
         """Run ``work(ctx)`` in a worker slot under the node's fault effects and return its result.
 
-        Raises PoolOverloaded (no slot in time), InjectedFailure (decided after the
-        work), or whatever ``work`` raises.
+        ``version``: the version serving it (default :meth:`pick_version`); its error
+        ratio applies.  Raises PoolOverloaded (no slot in time), InjectedFailure
+        (decided after the work), or whatever ``work`` raises.
         """
+        if version is None:
+            version = self.pick_version()
         effects = self.injector.effects(self.name)
-        await self.pool.acquire(self.params.queue_timeout_seconds)
+        p = self.params
+        await self.pool.acquire(p.queue_timeout_seconds)
         self.active += 1
         try:
-            ctx = RequestContext(self, effects)
+            ctx = RequestContext(self, effects, effects.extra_seconds + p.gc_pause_seconds(self.clock()))
             try:
                 result = await work(ctx)
             except asyncio.CancelledError:
@@ -287,7 +340,8 @@ class Node:
                 await ctx.finish()
                 raise
             await ctx.finish()
-            ratio = max(self.params.error_ratio, effects.error_ratio)
+            own = p.canary_error_ratio if version == p.canary_version else p.error_ratio
+            ratio = max(own, effects.error_ratio)
             if ratio > 0 and self.rng.random() < ratio:
                 raise InjectedFailure(f"{self.name}: injected failure")
             return result
@@ -305,22 +359,23 @@ class Node:
 
         async def endpoint(request: Request) -> Response:
             t0 = time.perf_counter()
+            version = self.pick_version()
             m.in_flight.inc()
             try:
-                resp = await self._handle(request, handler, route)
+                resp = await self._handle(request, handler, route, version)
             finally:
                 m.in_flight.dec()
             seconds = time.perf_counter() - t0
             duration.observe(seconds)
-            m.requests.labels(route, method, str(resp.status_code)).inc()
+            m.requests.labels(route, method, str(resp.status_code), version).inc()
             self.record_outcome(request, route, resp.status_code, seconds)
             return resp
 
         return endpoint
 
-    async def _handle(self, request: Request, handler: Handler, route: str) -> Response:
+    async def _handle(self, request: Request, handler: Handler, route: str, version: str) -> Response:
         try:
-            return await self.run_op(lambda ctx: handler(request, ctx))
+            return await self.run_op(lambda ctx: handler(request, ctx), version)
         except PoolOverloaded as exc:
             return JSONResponse({"error": f"{self.name} overloaded: {exc or 'no worker slot'}"}, status_code=503)
         except InjectedFailure as exc:

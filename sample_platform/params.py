@@ -3,8 +3,11 @@
 A node reads its parameters from ``node.params`` on every request, never from
 copies, so changing them at run time (``node.params = replace(node.params,
 hit_ratio=0.0)``) changes its behaviour at once: that is how a clean deploy
-bumps ``version``, and how a fault or an analytic backfill can reuse the same
-numbers.  Units are in the field names; times are seconds, ratios are 0..1.
+bumps ``version``, how an active fault changes a node
+(``fault_kinds.FaultKind.overrides`` returns the fields to replace; the node
+gets its own ``base_params`` back when the fault ends), and how an analytic
+backfill can reuse the same numbers.  Units are in the field names; times are
+seconds, ratios are 0..1.
 
 Every node has the :class:`NodeParams` fields:
 
@@ -14,7 +17,19 @@ Every node has the :class:`NodeParams` fields:
 - ``service_seconds``: median service time per operation (a route template or
   an operation name the node documents); times are lognormal with spread
   ``service_sigma`` (log-space standard deviation), capped at 10x the median;
-- ``error_ratio``: baseline probability that a request answers 500.
+- ``error_ratio``: baseline probability that a request answers 500;
+- ``memory_bytes``: resident memory of the process at rest, exposed as
+  ``process_resident_memory_bytes``; ``leak_bytes_per_second`` (from
+  ``leak_started_at``, epoch seconds) makes it grow, and each operation then
+  pauses ``gc_pause_seconds_per_gib`` per GiB leaked (a collector scanning a
+  bigger heap);
+- ``partitioned``: downstream -> share of the calls to it that are lost on the
+  network (the caller waits out its timeout);
+- ``timeout_retries``: downstream -> how many times a call that timed out is
+  sent again;
+- ``canary_version`` / ``canary_ratio`` / ``canary_error_ratio``: a version
+  being rolled out serves ``canary_ratio`` of the operations, and fails with
+  its own error ratio (request metrics carry the serving ``version``).
 
 Subclasses add what a node needs (cache hit ratios, consumer batch sizes,
 CDN throughput, the shard index, ...).  Downstream calls per request are
@@ -23,13 +38,23 @@ documented with each service (:mod:`.services`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+MIB = 2.0 ** 20
+GIB = 2.0 ** 30
+
 
 def _frozen(d: dict[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(d))
+
+
+def next_version(version: str) -> str:
+    """``"1.0.9"`` -> ``"1.0.10"``; a version without a numeric last part gets ``".1"`` appended."""
+    head, _, last = version.rpartition(".")
+    return f"{head}.{int(last) + 1}" if head and last.isdigit() else f"{version}.1"
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,30 @@ class NodeParams:
     service_seconds: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
     service_sigma: float = 0.45
     error_ratio: float = 0.0
+    memory_bytes: float = 64 * MIB
+    leak_bytes_per_second: float = 0.0
+    leak_started_at: float = 0.0
+    gc_pause_seconds_per_gib: float = 0.0
+    partitioned: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    timeout_retries: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    canary_version: str | None = None
+    canary_ratio: float = 0.0
+    canary_error_ratio: float = 0.0
+
+    def resident_memory_bytes(self, now: float) -> float:
+        """Resident memory in bytes at epoch second ``now``: ``memory_bytes`` plus what leaked since
+        ``leak_started_at``."""
+        return self.memory_bytes + self.leaked_bytes(now)
+
+    def leaked_bytes(self, now: float) -> float:
+        """Bytes leaked by epoch second ``now`` (0 without a leak)."""
+        if self.leak_bytes_per_second <= 0:
+            return 0.0
+        return self.leak_bytes_per_second * max(0.0, now - self.leak_started_at)
+
+    def gc_pause_seconds(self, now: float) -> float:
+        """Extra seconds each operation spends in garbage collection at epoch second ``now``."""
+        return self.gc_pause_seconds_per_gib * self.leaked_bytes(now) / GIB
 
     def median(self, operation: str) -> float:
         """Median service time of ``operation`` in seconds; KeyError names the known operations."""
@@ -55,10 +104,12 @@ class NodeParams:
 @dataclass(frozen=True)
 class ConsumerParams(NodeParams):
     """A service that also consumes a kafka topic: it fetches up to ``batch_max``
-    messages every ``poll_interval_seconds`` (at once again while the batch was full)."""
+    messages every ``poll_interval_seconds`` (at once again while the batch was full),
+    and processes at most ``max_messages_per_second`` (a stuck or throttled consumer)."""
 
     poll_interval_seconds: float = 1.0
     batch_max: int = 100
+    max_messages_per_second: float = math.inf
 
 
 @dataclass(frozen=True)

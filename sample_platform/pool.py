@@ -3,8 +3,9 @@
 ``WorkerPool(size, max_queue)`` behaves like an ``asyncio.Semaphore`` of
 ``size`` slots with a FIFO wait queue, plus:
 
-- ``reserve(n)``: ``n`` slots are taken by stuck work (saturation fault); they
-  count as busy but serve nothing.
+- ``reserve(n)``: ``n`` slots are taken by stuck work or leaked connections
+  (``cpu_saturation`` / ``connection_pool_exhaustion`` faults); they count as
+  busy but serve nothing.
 - ``busy_seconds()``: integral over time of occupied slots (in-use + reserved),
   in slot-seconds, so ``rate(busy_seconds) / size`` is the utilization (0..1).
 - ``acquire(timeout)`` raises :class:`PoolOverloaded` when ``max_queue``
@@ -126,8 +127,8 @@ class WorkerPool:
         self._wake()
 
     def reserve(self, n: int) -> None:
-        """Mark ``n`` slots (clamped to ``0..size-1``) as held by stuck work; 0 frees them."""
-        n = max(0, min(int(n), self.size - 1))
+        """Mark ``n`` slots (clamped to ``0..size``) as held by stuck work or leaked connections; 0 frees them."""
+        n = max(0, min(int(n), self.size))
         if n != self.reserved:
             self._tick()
             self.reserved = n

@@ -39,11 +39,11 @@ from typing import Any, Callable
 import aiohttp
 
 from .control import control_app
-from .faults import FaultInjector
+from .faults import FaultInjector, reference_topology
 from .graph import CALL_GRAPH, CDN_EDGES, NODES
 from .infra import Database, Kafka, ObjectStore, Redis
 from .node import Node
-from .params import PARAMS
+from .params import PARAMS, next_version
 from .serve import HttpServer, bind_socket
 from .services import (CdnEdge, FeedService, Gateway, GiftService, InventoryService, LiveService, MediaService,
                        MessageService, NotificationService, OriginService, PaymentService, PostService,
@@ -68,12 +68,6 @@ CALENDAR_SECONDS = 1.0
 #: A surge from the calendar lasts at least this long in real time, however compressed the time.
 MIN_SURGE_REAL_SECONDS = 30.0
 DRAIN_SECONDS = 3.0
-
-
-def next_version(version: str) -> str:
-    """``"1.0.9"`` -> ``"1.0.10"``; a version without a numeric last part gets ``".1"`` appended."""
-    head, _, last = version.rpartition(".")
-    return f"{head}.{int(last) + 1}" if head and last.isdigit() else f"{version}.1"
 
 
 class NodeHost:
@@ -109,6 +103,7 @@ class Platform:
         self.surge_mode = surges
         self.clock = SimClock(time_scale, sim_start)
         self.injector = FaultInjector(faults_log, clock=clock)
+        self.injector.listeners.append(lambda record: self._apply_faults())
         self.surges = SurgeController(self.injector.truth, clock=clock)
         self.surges.hooks = {"deploy": self._deploy, "marketing_push": self._campaign}
         self.nodes: dict[str, Node] = {}
@@ -147,10 +142,15 @@ class Platform:
             params = replace(params, offered_rps=offered_rps(self.rate))
         if version is not None:
             params = replace(params, version=version)
-        return NODE_TYPES[name](name, params, injector=self.injector, urls=self.urls,
-                                http=self._clients.get(name), seed=self.seed)
+        node = NODE_TYPES[name](name, params, injector=self.injector, urls=self.urls,
+                                http=self._clients.get(name), seed=self.seed, clock=self.injector.clock)
+        node.apply_faults()
+        return node
 
     async def _start(self) -> None:
+        # the fault records' expected impact needs the topology: loading it at the first injection
+        # would stall every node for a fifth of a second just as the fault starts
+        reference_topology()
         socks = {name: bind_socket(self.host) for name in NODES}
         control_sock = bind_socket(self.host)
         self.urls.update({name: f"http://{self.host}:{s.getsockname()[1]}" for name, s in socks.items()})
@@ -217,7 +217,7 @@ class Platform:
         closes its WebSockets (clients reconnect to the new one).
         """
         old = self.nodes[name]
-        new = self._new_node(name, next_version(old.params.version))
+        new = self._new_node(name, next_version(old.base_params.version))
         if hasattr(new, "cold_start"):
             new.cold_start = True  # e.g. an empty in-process cache
         self.nodes[name] = new
@@ -264,12 +264,15 @@ class Platform:
                 "im": dict(self.im.stats) if self.im is not None else {},
                 "live": dict(self.audience.stats) if self.audience is not None else {}}
 
+    def _apply_faults(self) -> None:
+        """Bring every node's parameters and held slots in line with the faults active now."""
+        for node in self.nodes.values():
+            node.apply_faults()
+
     async def _reconcile(self) -> None:
-        """Apply saturation faults: hold ``size - usable_slots`` slots of each affected pool."""
+        """Apply the faults as they start and end (an injection applies its fault at once too)."""
         while True:
-            for name, node in self.nodes.items():
-                usable = self.injector.effects(name).usable_slots
-                node.pool.reserve(0 if usable is None else node.pool.size - usable)
+            self._apply_faults()
             await asyncio.sleep(RECONCILE_SECONDS)
 
     async def _calendar(self) -> None:

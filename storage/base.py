@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import pandas as pd
 
-from collectors.samples import Sample
+from collectors.samples import ColumnBatch, Sample, to_samples
 
 from .matchers import Matcher
 
@@ -33,6 +33,14 @@ class Store(Protocol):
 
     def append(self, samples: Iterable[Sample]) -> int:
         """Store samples; returns how many were written. Raises StorageError on failure."""
+
+    def append_columns(self, parts: Sequence[ColumnBatch | Sequence[Sample]]) -> int:
+        """Store column batches (:class:`~collectors.samples.ColumnBatch`) and lists of samples as one
+        write, in order; returns how many samples were written. Raises StorageError on failure.
+
+        This default hands them to :meth:`append` as samples; a store that takes columns as they are
+        (:class:`storage.sqlite.SQLiteStore`) overrides it."""
+        return self.append(to_samples(parts))
 
     def select(
         self,

@@ -3,10 +3,11 @@
 Tables (``PRAGMA user_version`` 2):
 
 ``series``   the series index: id, metric name, canonical JSON labels.
-``head``     one row per :meth:`SQLiteStore.append` (one scrape): its series ids, timestamps and values as
-             packed columns (:mod:`storage.encoding`). A scrape is one INSERT in one transaction, so a
-             committed append survives a crash of the process (``synchronous=NORMAL``: a power loss may
-             still lose the last transactions before a WAL checkpoint).
+``head``     one row per :meth:`SQLiteStore.append` or :meth:`SQLiteStore.append_columns` (one or a few
+             scrapes): its series ids, timestamps and values as packed columns (:mod:`storage.encoding`).
+             An append is one INSERT in one transaction, so a committed append survives a crash of the
+             process (``synchronous=NORMAL``: a power loss may still lose the last transactions before a
+             WAL checkpoint).
 ``chunks``   per-series packed samples, never spanning a 2 h block (``BLOCK_MS``). *Head compaction*
              moves the head into level-1 chunks once it holds ``head_max_samples``; *block compaction*
              merges the level-1 chunks of a block that has closed (1 h past its end) into one level-2
@@ -50,10 +51,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from collectors.samples import Sample
+from collectors.samples import ColumnBatch, Sample, SeriesRefs
 from opswatch.errors import StorageError
 
-from . import rollups
+from . import bulk, rollups
 from .base import TimeSeries
 from .encoding import float_words, int_words, pack, pack_floats, pack_ints, unpack_floats, unpack_ints
 from .head import HeadView, MemHead
@@ -133,6 +134,7 @@ class SQLiteStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._ids: dict[tuple, int] = {}
+        self._epoch = object()  # marks series ids cached on SeriesRefs as this store's, valid until retention
         self._head = MemHead()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,17 +192,16 @@ class SQLiteStore:
             row = (self._writer.execute("INSERT INTO series (name, labels) VALUES (?, ?)", (name, key)).lastrowid,)
         return row[0]
 
-    def _insert_head(self, sids: Sequence[int], ts: Sequence[int], values: Sequence[float]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Insert one head row; returns its series ids, timestamps and values as arrays."""
-        sid_arr = np.array(sids, dtype=np.int64)
-        ts_arr = np.array(ts, dtype=np.int64)  # OverflowError beyond int64
-        vals = np.array(values, dtype=np.float64)  # ValueError/TypeError for a value that is not a number
+    def _insert_head(self, sids: Sequence[int] | np.ndarray, ts: Sequence[int] | np.ndarray,
+                     values: Sequence[float] | np.ndarray) -> None:
+        """Insert one head row."""
+        sid_arr = np.asarray(sids, dtype=np.int64)
+        ts_arr = np.asarray(ts, dtype=np.int64)  # OverflowError beyond int64
+        vals = np.asarray(values, dtype=np.float64)  # ValueError/TypeError for a value that is not a number
         self._writer.execute(
             "INSERT INTO head (n, min_ts, max_ts, series_ids, timestamps, vals) VALUES (?, ?, ?, ?, ?, ?)",
             (len(sids), int(ts_arr.min()), int(ts_arr.max()), pack_ints(sid_arr), pack_ints(ts_arr),
              pack_floats(vals)))
-        return sid_arr, ts_arr, vals
 
     def append(self, samples: Iterable[Sample]) -> int:
         """Write samples as one head row in one transaction (compacting when the head is full).
@@ -209,34 +210,171 @@ class SQLiteStore:
         :raises StorageError: when SQLite fails or a timestamp/value is not an int64/float; nothing of the
             batch is kept then.
         """
+        return self.append_columns([samples if isinstance(samples, list) else list(samples)])
+
+    def append_columns(self, parts: Sequence[ColumnBatch | Sequence[Sample]]) -> int:
+        """Write column batches (:class:`~collectors.samples.ColumnBatch`: one scrape of known series) and
+        lists of samples as one head row in one transaction, in the order given (a later sample wins on
+        the same series and timestamp); compacts when the head is full.
+
+        A column batch's series are looked up once: their ids are cached on its
+        :class:`~collectors.samples.SeriesRefs`, so the next batch of the same series costs no work per
+        series nor per sample in Python (as Prometheus's scrape cache keeps series references).
+
+        :returns: the number of samples written; once it returns they survive a crash of the process.
+        :raises StorageError: when SQLite fails or a timestamp/value is not an int64/float; nothing of the
+            call is kept then.
+        """
         with self._write_lock:
-            cache, new = self._ids, {}
-            batch = samples if isinstance(samples, list) else list(samples)
+            new: dict[tuple, int] = {}
+            resolved: list[tuple[SeriesRefs, np.ndarray]] = []
+            columns: list[tuple[np.ndarray, np.ndarray, np.ndarray, int | None]] = []  # sids, ts, values, scrape ts
             with self._head.lock:  # readers open their snapshots before this commit or once the head has it
                 try:
                     with self._writer:
-                        if batch:  # the hot path: one flat tuple and one dict lookup per sample
-                            keys = [(name, *labels, *labels.values()) for name, labels, _, _ in batch]
-                            sids = list(map(cache.get, keys))
-                            for i in [i for i, sid in enumerate(sids) if sid is None]:
-                                sid = new.get(keys[i])  # not cached in this label order: look it up, or create it
-                                sids[i] = new[keys[i]] = sid or self._new_series_id(batch[i].name, batch[i].labels)
-                            _, _, ts, values = zip(*batch)
-                            columns = self._insert_head(sids, ts, values)
+                        for part in parts:
+                            if isinstance(part, ColumnBatch):
+                                if len(part):
+                                    sids = self._batch_ids(part.series, new, resolved)
+                                    columns.append((sids, np.full(len(sids), part.timestamp_ms, np.int64),
+                                                    np.asarray(part.values, np.float64), part.timestamp_ms))
+                            elif part:
+                                columns.append((*self._sample_columns(part, new), None))
+                        if columns:
+                            self._insert_head(*(np.concatenate(c) for c in list(zip(*columns))[:3]))
                 except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
                     raise StorageError(f"writing {self.path}: {type(exc).__name__}: {exc}") from exc
-                if batch:
-                    self._head.add(*columns)
+                for sids, ts, values, scrape_ts in columns:
+                    if scrape_ts is None:
+                        self._head.add(sids, ts, values)
+                    else:
+                        self._head.add_columns(sids, scrape_ts, values)
+            cache = self._ids
             if len(cache) + len(new) > self.max_cached_series:
                 cache.clear()
             cache.update(islice(new.items(), self.max_cached_series))  # committed: now the cache may know them
-            if batch:
-                latest = int(columns[1].max())
-                self._head_n += len(batch)
+            for series, sids in resolved:
+                series.refs, series.owner = sids, self._epoch
+            written = sum(len(c[0]) for c in columns)
+            if written:
+                latest = max(int(c[1].max()) for c in columns)
+                self._head_n += written
                 self._head_max_ts = latest if self._head_max_ts is None else max(self._head_max_ts, latest)
                 if self._head_n >= self.head_max_samples:
                     self._compact()
-        return len(batch)
+        return written
+
+    def _sample_columns(self, batch: Sequence[Sample], new: dict[tuple, int]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Series ids, timestamps and values of samples (creating series as needed; ids created in this
+        transaction go to ``new``). :raises OverflowError, TypeError, ValueError: for a bad timestamp or value."""
+        cache = self._ids  # one flat tuple and one dict lookup per sample
+        keys = [(name, *labels, *labels.values()) for name, labels, _, _ in batch]
+        sids = list(map(cache.get, keys))
+        for i in [i for i, sid in enumerate(sids) if sid is None]:
+            sid = new.get(keys[i])  # not cached in this label order: look it up, or create it
+            sids[i] = new[keys[i]] = sid or self._new_series_id(batch[i].name, batch[i].labels)
+        _, _, ts, values = zip(*batch)
+        return (np.array(sids, dtype=np.int64), np.array(ts, dtype=np.int64),  # OverflowError beyond int64
+                np.array(values, dtype=np.float64))  # ValueError/TypeError for a value that is not a number
+
+    def _batch_ids(self, series: SeriesRefs, new: dict[tuple, int], resolved: list) -> np.ndarray:
+        """The series ids of a column batch: cached on ``series`` if this store set them there, else looked
+        up (or created) and noted in ``resolved``, to be cached once the transaction commits."""
+        if series.owner is self._epoch:
+            return series.refs
+        for known, sids in resolved:  # the same series twice in one call
+            if known is series:
+                return sids
+        cache, sids = self._ids, []
+        for name, labels in series:
+            key = (name, *labels, *labels.values())
+            sid = cache.get(key) or new.get(key)
+            if sid is None:
+                sid = new[key] = self._new_series_id(name, labels)
+            sids.append(sid)
+        ids = np.array(sids, dtype=np.int64)
+        resolved.append((series, ids))
+        return ids
+
+    def append_block(self, series: Sequence[tuple[str, Mapping[str, str]]], timestamps_ms: np.ndarray,
+                     values: np.ndarray, present: np.ndarray | None = None) -> int:
+        """Write many series over one time range at once, straight into chunks (a backfill), in one
+        transaction.
+
+        :param series: ``(name, labels)`` of each row of ``values``.
+        :param timestamps_ms: int64 ms since the epoch, strictly increasing, shape ``(T,)``.
+        :param values: float64, shape ``(len(series), T)``.
+        :param present: bool, same shape: which samples exist (None: all); a series absent from part of the
+            range (it starts or ends inside it) has False there.
+        :returns: the number of samples written.
+        :raises ValueError: for shapes or timestamps that do not fit (nothing is written).
+        :raises StorageError: when SQLite fails (nothing is written).
+
+        Blocks that have closed (see :data:`CLOSE_AFTER_MS`; the newest sample is this range's or the
+        head's) get level-2 chunks and their rollups at once, the others level-1 chunks that a later
+        compaction closes. The head is compacted first, so these samples win over any stored sample of
+        the same series and timestamp. Samples in blocks that retention would delete at once (older than
+        ``retention_ms`` before the clock) are not written: a backfill longer than the retention keeps
+        its newest part, as the store would after its next compaction.
+        """
+        ts = np.asarray(timestamps_ms)
+        vals = np.asarray(values, dtype=np.float64)
+        mask = np.ones(vals.shape, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+        bulk.check_block(len(series), ts, vals, mask)
+        with self._write_lock:
+            if self._head_n:
+                self._compact()
+            keep = ts >= (int(self.clock() * 1000) - self.retention_ms) // BLOCK_MS * BLOCK_MS
+            ts, vals, mask = ts[keep].astype(np.int64), vals[:, keep], mask[:, keep]
+            if not len(ts) or not mask.any():
+                return 0
+            newest = int(ts[-1]) if self._head_max_ts is None else max(int(ts[-1]), self._head_max_ts)
+            try:
+                with self._writer:
+                    sids = np.array([self._new_series_id(name, labels) for name, labels in series], np.int64)
+                    for a, b in zip(*(x.tolist() for x in _runs(ts // BLOCK_MS))):
+                        block = int(ts[a]) // BLOCK_MS * BLOCK_MS
+                        level = 2 if block + BLOCK_MS + CLOSE_AFTER_MS <= newest else 1
+                        self._append_block_part(sids, ts[a:b], vals[:, a:b], mask[:, a:b], block, level)
+            except sqlite3.Error as exc:
+                raise StorageError(f"writing {self.path}: {type(exc).__name__}: {exc}") from exc
+        return int(mask.sum())
+
+    def _append_block_part(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, mask: np.ndarray,
+                           block: int, level: int) -> None:
+        """Write one block's part of :meth:`append_block`: series present throughout and without stored
+        chunks in the block are encoded together; the others are merged with what is stored."""
+        stored = {sid for (sid,) in self._writer.execute(  # by (series_id, max_ts): chunks of this block on
+            "SELECT DISTINCT c.series_id FROM json_each(?) j JOIN chunks c ON c.series_id = j.value "
+            "AND c.max_ts >= ? AND c.block = ?", (json.dumps(sids.tolist()), block, block))}
+        whole = mask.all(axis=1) & ~np.isin(sids, np.fromiter(stored, np.int64, len(stored)))
+        chunk_rows, rollup_rows = bulk.encode_block(sids[whole], ts, vals[whole], block, level)
+        self._writer.executemany(
+            "INSERT INTO chunks (series_id, block, level, min_ts, max_ts, n, timestamps, vals) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk_rows)
+        self._writer.executemany(
+            "INSERT OR REPLACE INTO rollups (series_id, step_ms, block, ints, floats) VALUES (?, ?, ?, ?, ?)",
+            rollup_rows)
+        rest = np.flatnonzero(~whole & mask.any(axis=1))
+        if not len(rest):
+            return
+        parts = []
+        for row in rest.tolist():  # the stored samples first: the new ones win on equal timestamps
+            sid = int(sids[row])
+            if sid in stored:
+                for rowid, t_blob, v_blob in self._writer.execute(
+                        "SELECT rowid, timestamps, vals FROM chunks WHERE series_id = ? AND max_ts >= ? AND block = ?",
+                        (sid, block, block)).fetchall():
+                    t = unpack_ints(t_blob)
+                    parts.append((np.full(len(t), sid, np.int64), t, unpack_floats(v_blob)))
+                    self._writer.execute("DELETE FROM chunks WHERE rowid = ?", (rowid,))
+            m = mask[row]
+            parts.append((np.full(int(m.sum()), sid, np.int64), ts[m], vals[row, m]))
+        merged = _last_per_timestamp(*(np.concatenate(c) for c in zip(*parts)))
+        self._write_chunks(*merged, level=level)
+        if level == 2:
+            self._write_rollups(*merged)
 
     def compact(self) -> None:
         """Move the head into chunks, close finished blocks (level-2 chunks and rollups), apply retention.
@@ -325,6 +463,10 @@ class SQLiteStore:
         sids, ts, vals = _last_per_timestamp(*(np.concatenate(c) for c in zip(*parts)))
         self._writer.executemany("DELETE FROM chunks WHERE rowid = ?", [(r[0],) for r in rows])
         self._write_chunks(sids, ts, vals, level=2)
+        self._write_rollups(sids, ts, vals)
+
+    def _write_rollups(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
+        """Write (replace) the rollups of samples sorted by (series, time) that cover whole blocks."""
         for step in rollups.ROLLUP_STEPS_MS:
             b = rollups.from_samples(sids, ts, vals, step)
             blocks = b.starts_ms // BLOCK_MS * BLOCK_MS
@@ -346,6 +488,7 @@ class SQLiteStore:
             "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.series_id = series.id)").rowcount
         if gone:
             self._ids.clear()  # some cached ids no longer exist
+            self._epoch = object()  # nor may the ids cached on column batches' series
 
     # -- reading -----------------------------------------------------------------------------------------
 

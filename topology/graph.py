@@ -9,11 +9,12 @@ File format (see ``reference_platform.yaml``)::
       postgres:  {kind: infra}
 
 Edges point from a node to what it depends on. Node attributes: ``kind`` (business/service/infra),
-``title``, ``router``.
+``title``, ``router``. Which kind may depend on which, and what else is checked: :mod:`topology.validation`.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opswatch.config_errors import describe_validation_error
 from opswatch.errors import ConfigError
+
+from .validation import check_graph
+
+log = logging.getLogger(__name__)
 
 REFERENCE_PLATFORM = Path(__file__).with_name("reference_platform.yaml")
 
@@ -47,15 +52,18 @@ class TopologyFile(BaseModel):
 class Topology:
     """A validated dependency graph. ``graph`` is a ``networkx.DiGraph`` (node -> dependency)."""
 
-    def __init__(self, graph: nx.DiGraph):
+    def __init__(self, graph: nx.DiGraph, warnings: list[str] | None = None):
         self.graph = graph
+        self.warnings = warnings or []  # what :meth:`load` found but loads anyway (see topology.validation)
 
     @classmethod
-    def load(cls, path: str | Path = REFERENCE_PLATFORM) -> "Topology":
+    def load(cls, path: str | Path = REFERENCE_PLATFORM) -> Topology:
         """Load and validate a topology YAML file.
 
-        :raises ConfigError: naming the file and the key when the file is unreadable, a key is unknown, a
-            ``depends_on`` names a node that does not exist, or the graph has a cycle.
+        :raises ConfigError: one line per problem, each naming the file, the node's key, what is wrong and
+            the fix: the file is unreadable, a key or kind is unknown, or the graph breaks a rule of
+            :mod:`topology.validation` (unknown node, self-dependency, layer rule, cycle). Warnings are logged
+            and kept in :attr:`warnings`.
         """
         path = Path(path)
         try:
@@ -66,28 +74,21 @@ class Topology:
             spec = TopologyFile.model_validate(raw)
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(path, exc, TopologyFile)) from exc
+        problems = check_graph({name: node.model_dump() for name, node in spec.nodes.items()})
+        errors = [p.describe(str(path)) for p in problems if p.severity == "error"]
+        if errors:
+            raise ConfigError("\n".join(errors))
         graph = nx.DiGraph()
         for name, node in spec.nodes.items():
             graph.add_node(name, kind=node.kind, title=node.title or name, router=node.router)
-        for name, node in spec.nodes.items():
-            for dep in node.depends_on:
-                if dep not in spec.nodes:
-                    raise ConfigError(
-                        f"{path}: nodes.{name}.depends_on names '{dep}', which is not a node; "
-                        f"add it under nodes: or fix the name (known: {', '.join(sorted(spec.nodes))})"
-                    )
-                graph.add_edge(name, dep)
-        try:
-            cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-            raise ConfigError(f"{path}: dependency cycle {loop}; a node cannot depend on itself through others")
-        return cls(graph)
+        graph.add_edges_from((name, dep) for name, node in spec.nodes.items() for dep in node.depends_on)
+        warnings = [p.describe(str(path)) for p in problems if p.severity == "warning"]
+        for warning in warnings:
+            log.warning("topology: %s", warning)
+        return cls(graph, warnings)
 
     @classmethod
-    def empty(cls) -> "Topology":
+    def empty(cls) -> Topology:
         """A graph with no nodes: every alert then groups only with alerts on the same job."""
         return cls(nx.DiGraph())
 

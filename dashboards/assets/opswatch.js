@@ -27,6 +27,27 @@
 
   window.__opswatchLoadedAt = window.__opswatchLoadedAt || Date.now();
 
+  /* Dash's renderer records every change of a callback input made in the browser (each dcc.Interval
+   * tick included) in its store's undo history, `history.past`, and never trims it: on a wall screen
+   * that is 2 entries a second, about 0.7 MB of JS heap an hour. Without the undo/redo toolbar only the
+   * newest entry is ever read (to revert an input after a component error; plotly/dash#727), so keep
+   * the last HISTORY_KEEP. The store is created after this file runs, hence the polling. */
+  var HISTORY_KEEP = 4;
+  function boundUndoHistory(attempt) {
+    var store = (window.dash_stores && window.dash_stores[0]) || window.store;
+    if (!store) {
+      if (attempt < 200) setTimeout(boundUndoHistory, 50, attempt + 1);
+      else console.warn("OpsWatch: no Dash store found after 10 s; its undo history will grow unbounded");
+      return;
+    }
+    store.subscribe(function () {
+      var past = store.getState().history.past;
+      // In place: the renderer copies `past` on its next record, and nothing else holds this array.
+      if (past.length > HISTORY_KEEP) past.splice(0, past.length - HISTORY_KEEP);
+    });
+  }
+  boundUndoHistory(0);
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     opswatch: {
       /* Server heartbeat {now_ms} -> {offset, at}: the server-minus-browser clock offset and when it came. */

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable
@@ -123,7 +124,9 @@ class Consumer:
     fetches up to ``params.batch_max`` messages from its position and hands them
     to ``process`` inside :meth:`Node.run_op` (one worker slot, the node's
     faults).  The position only advances when the batch succeeded, so a failing
-    or slow consumer makes the group's lag grow and retries the batch.
+    or slow consumer makes the group's lag grow and retries the batch.  With a
+    finite ``params.max_messages_per_second`` it fetches what that rate allows in
+    one poll interval (at least one message) and waits out the rest of the rate.
     """
 
     def __init__(self, node: Service, topic: str, group: str, process: Batch) -> None:
@@ -145,7 +148,11 @@ class Consumer:
 
     async def poll_once(self) -> bool:
         """One fetch and, if it returned messages, one processed batch; True when the batch was full."""
-        body: dict[str, Any] = {"group": self.group, "max": self.node.params.batch_max}
+        p = self.node.params
+        limit = p.batch_max
+        if math.isfinite(p.max_messages_per_second):
+            limit = max(1, min(limit, math.floor(p.max_messages_per_second * p.poll_interval_seconds)))
+        body: dict[str, Any] = {"group": self.group, "max": limit}
         if self.position is not None:
             body["offset"] = self.position
         r = await self.node.call("kafka", "POST", f"/fetch/{self.topic}", json=body)
@@ -155,5 +162,15 @@ class Consumer:
         messages = data["messages"]
         if messages:
             await self.node.run_op(lambda ctx: self.process(ctx, messages))
+            await self._throttle(len(messages))
         self.position = data["next_offset"]
-        return len(messages) >= self.node.params.batch_max
+        return len(messages) >= limit
+
+    async def _throttle(self, count: int) -> None:
+        """Wait until ``count`` messages fit under ``params.max_messages_per_second``, re-reading the
+        cap every poll interval, so lifting it ends the wait."""
+        waited = 0.0
+        while waited < count / self.node.params.max_messages_per_second:
+            step = self.node.params.poll_interval_seconds
+            await asyncio.sleep(step)
+            waited += step

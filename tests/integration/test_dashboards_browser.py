@@ -26,6 +26,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.kpis import load_kpis
+from detection.signals import SIGNALS
 from opswatch.processes import stop_process_group
 from tests.browser import chromium, console_errors
 from tests.conftest import ARTIFACTS, free_port
@@ -157,10 +158,28 @@ def test_wall_screen_fits_both_screen_sizes_with_every_region(opswatch, browser)
         assert console_errors(driver) == []
 
 
+def test_refresh_loop_keeps_no_undo_history(opswatch, browser):
+    """Dash's renderer records every interval tick in its undo history and never trims it (the wall
+    screen's heap floor grew 0.7 MB an hour); ``assets/opswatch.js`` keeps the last few entries."""
+    driver = browser()
+    driver.get(opswatch.base + "/?kiosk=1")
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#business-tiles .tile"))
+    # Enough refreshes that an untrimmed history would hold dozens of ticks (the clock adds one a second).
+    wait(driver, lambda d: d.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter(function (e) { return e.name.indexOf('_dash-update-component') >= 0; }).length") >= 12, 90)
+    past = driver.execute_script("var s = window.dash_stores && window.dash_stores[0];"
+                                 "return s ? s.getState().history.past.length : null")
+    assert past is not None, "no Dash store on the page: check how this Dash version keeps its undo history"
+    assert past <= 4, f"Dash's undo history holds {past} entries: the refresh loop's ticks accumulate"
+    assert console_errors(driver) == []
+
+
 def test_drill_down_pages_render_their_content(opswatch, browser):
     driver = browser(1600, 1000)
     driver.get(opswatch.base + "/service/gateway?from=now-5m")
-    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#service-charts .js-plotly-plot")) == 4)
+    charted = [s for s in SIGNALS if s != "up"]  # one chart per golden signal
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#service-charts .js-plotly-plot")) == len(charted))
     chips = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".relations .chip")}
     titles = {TOPOLOGY.graph.nodes[n]["title"] for n in TOPOLOGY.dependencies("gateway") + TOPOLOGY.dependants("gateway")}
     assert titles <= chips, titles - chips

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.integration
 def run_demo(spawn, tmp_path: Path, fault: str, webhook_url: str):
     port = free_port()
     config = tmp_path / "opswatch.yaml"
-    config.write_text(f"receivers:\n  - name: oncall\n    webhook_url: {webhook_url}\n")
+    # group_wait 5s instead of Alertmanager's 30s: the page must land before the run ends at DURATION
+    config.write_text(f"receivers:\n  - name: oncall\n    webhook_configs: [{{url: \"{webhook_url}\"}}]\n"
+                      f"route: {{receiver: oncall, group_wait: 5s}}\n")
     summary = tmp_path / "summary.json"
     proc = spawn([sys.executable, "-m", "opswatch", "demo", "--config", str(config), "--data-dir", str(tmp_path / "data"),
                   "--port", str(port), "--scrape-interval", "1s", "--duration", str(DURATION), "--fault", fault,

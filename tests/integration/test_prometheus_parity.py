@@ -107,7 +107,7 @@ def test_opswatch_stores_what_prometheus_stores_for_node_exporter(spawn, tmp_pat
     try:
         target = Target("node", f"http://{instance}/metrics")
         assert target.instance == instance
-        manager = ScrapeManager([target], store.append, interval_seconds=1.0)
+        manager = ScrapeManager([target], store.append, interval_seconds=1.0, append_columns=store.append_columns)
         _run_opswatch(manager, SCRAPE_SECONDS)
         health = manager.health[target]
         assert health.health == "up" and not health.last_error, health
@@ -335,7 +335,7 @@ def _both_scrape(spawn, tmp_path, page: str, seconds: float = 2.5, content_type:
     try:
         stack = start_prometheus(spawn, tmp_path, "static", server.instance)
         target = Target("static", f"http://{server.instance}/metrics")
-        manager = ScrapeManager([target], store.append, interval_seconds=1.0)
+        manager = ScrapeManager([target], store.append, interval_seconds=1.0, append_columns=store.append_columns)
         _run_opswatch(manager, seconds)
         assert manager.health[target].health == "up", manager.health[target]
         ops = {(name, labels_key(ts.labels)): list(zip(ts.values.index.asi8.tolist(), ts.values.tolist()))
@@ -450,7 +450,8 @@ def test_same_relabel_configs_give_the_same_series_as_prometheus(spawn, tmp_path
     store = SQLiteStore(tmp_path / "opswatch.db")
     try:
         start_ms = int(time.time() * 1000)
-        _run_opswatch(ScrapeManager([], store.append, interval_seconds=1.0, discovery=discovery), 4.5)
+        _run_opswatch(ScrapeManager([], store.append, interval_seconds=1.0, discovery=discovery,
+                                     append_columns=store.append_columns), 4.5)
         ops = {(name, labels_key(labels)) for name in store.metric_names() for labels in store.series(name)}
 
         def prometheus_has_scraped_all() -> bool:
@@ -538,7 +539,7 @@ def test_series_that_leaves_the_page_is_stale_on_both_sides(spawn, tmp_path):
     try:
         stack = start_prometheus(spawn, tmp_path, "static", server.instance)
         target = Target("static", f"http://{server.instance}/metrics")
-        manager = ScrapeManager([target], store.append, interval_seconds=1.0)
+        manager = ScrapeManager([target], store.append, interval_seconds=1.0, append_columns=store.append_columns)
 
         async def main():
             task = asyncio.create_task(manager.run())

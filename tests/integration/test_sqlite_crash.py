@@ -2,7 +2,9 @@
 ``append`` has returned (committed); the test SIGKILLs it mid-ingest, restarts it, kills it again, and
 then finds the database intact (``PRAGMA integrity_check``) and every acknowledged sample present.
 
-Run as a script, this file is the child: ``python test_sqlite_crash.py DB FIRST_BATCH``.
+The child writes each batch as samples (``append``) or as column batches (``append_columns``, one per
+timestamp, sharing one series list as scrapes of a target do). Run as a script, this file is the child:
+``python test_sqlite_crash.py DB FIRST_BATCH samples|columns``.
 """
 
 from __future__ import annotations
@@ -31,24 +33,40 @@ def batch_samples(k: int) -> list:
             for i in range(PER_BATCH)]
 
 
-def child(db: str, first: int) -> None:
+def batch_columns(k: int, series) -> list:
+    """``batch_samples(k)`` as one column batch per timestamp, over the series list ``series``."""
+    import numpy as np
+
+    from collectors.samples import ColumnBatch
+
+    samples = batch_samples(k)
+    return [ColumnBatch(series, samples[j].timestamp_ms, np.array([s.value for s in samples[j:j + SERIES]]))
+            for j in range(0, PER_BATCH, SERIES)]
+
+
+def child(db: str, first: int, mode: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from collectors.samples import SeriesRefs
     from storage.sqlite import SQLiteStore
 
     # a small head: compactions (head -> chunks -> closed blocks with rollups) happen often mid-ingest
     store = SQLiteStore(db, head_max_samples=2_000)
+    series = SeriesRefs.of([(s.name, s.labels) for s in batch_samples(0)[:SERIES]])
     print("ready", flush=True)
     k = first
     while True:
-        store.append(batch_samples(k))
+        if mode == "columns":
+            store.append_columns(batch_columns(k, series))
+        else:
+            store.append(batch_samples(k))
         print(f"ack {k}", flush=True)
         k += 1
 
 
-def run_until_killed(spawn, db: Path, first: int, acks_before_kill: int) -> int:
+def run_until_killed(spawn, db: Path, first: int, acks_before_kill: int, mode: str) -> int:
     """Start the child at batch ``first``; SIGKILL it right after its ``acks_before_kill``-th ack.
     Returns the last acknowledged batch."""
-    proc = spawn([sys.executable, __file__, str(db), str(first)], stdout=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, __file__, str(db), str(first), mode], stdout=subprocess.PIPE, text=True)
     last = first - 1
     deadline = time.monotonic() + 120
     for line in proc.stdout:
@@ -64,7 +82,8 @@ def run_until_killed(spawn, db: Path, first: int, acks_before_kill: int) -> int:
 
 
 @pytest.mark.integration
-def test_sigkill_mid_ingest_loses_no_acknowledged_sample(spawn, tmp_path):
+@pytest.mark.parametrize("mode", ["samples", "columns"])
+def test_sigkill_mid_ingest_loses_no_acknowledged_sample(spawn, tmp_path, mode):
     from collectors.samples import labels_key
     from storage.sqlite import SQLiteStore
 
@@ -72,7 +91,7 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_sample(spawn, tmp_path):
     rng = random.Random(4)
     acked = -1
     for _ in range(4):  # crash, restart where the acknowledgements stopped, crash again
-        acked = run_until_killed(spawn, db, acked + 1, rng.randint(15, 60))
+        acked = run_until_killed(spawn, db, acked + 1, rng.randint(15, 60), mode)
 
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -94,4 +113,4 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_sample(spawn, tmp_path):
 
 
 if __name__ == "__main__":
-    child(sys.argv[1], int(sys.argv[2]))
+    child(sys.argv[1], int(sys.argv[2]), sys.argv[3])

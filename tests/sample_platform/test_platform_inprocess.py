@@ -190,8 +190,8 @@ def test_fault_effects_and_cache_tiers(tmp_path):
                 faulty_ratio, misses, faulty_reads = await profiles(200, 2000)
                 assert faulty_ratio == 0 and faulty_reads == misses > 3 * healthy_reads
 
-                # saturation: stuck work holds all but usable_slots, utilization goes to ~1
-                p.injector.inject("saturation", "postgres", 1.0, {"usable_slots": 1, "hold_seconds": 0.0})
+                # cpu_saturation: stuck work holds all but usable_slots, utilization goes to ~1
+                p.injector.inject("cpu_saturation", "postgres", 1.0, {"usable_slots": 1, "hold_seconds": 0.0})
                 await asyncio.sleep(0.5)
                 pg = await metrics(c, p.urls["postgres"])
                 assert value(pg, "pg_connections_active") == 31 and value(pg, "pg_connections_max") == 32
@@ -203,7 +203,7 @@ def test_fault_effects_and_cache_tiers(tmp_path):
                 assert p.nodes["postgres"].pool.reserved == 0
 
             kinds = [json.loads(x)["kind"] for x in (tmp_path / "faults.jsonl").read_text().splitlines()]
-            assert kinds == ["errors", "latency", "errors", "saturation"]
+            assert kinds == ["errors", "latency", "errors", "cpu_saturation"]
 
     asyncio.run(scenario())
 
@@ -325,7 +325,7 @@ def test_traffic_generators_mix_and_clean_stop():
 
 
 def test_the_three_fault_kinds_act_on_every_node():
-    """latency, errors and saturation through each node's own operation wrapper (the path of its
+    """latency, errors and cpu_saturation through each node's own operation wrapper (the path of its
     HTTP requests, WebSocket frames and kafka batches)."""
     from sample_platform.node import InjectedFailure
 
@@ -343,8 +343,8 @@ def test_the_three_fault_kinds_act_on_every_node():
                 p.injector.inject("errors", name, 60, {"error_ratio": 1.0})
                 with pytest.raises(InjectedFailure):
                     await node.run_op(lambda ctx: asyncio.sleep(0))
-                p.injector.inject("saturation", name, 60, {"usable_slots": 1})
-            await asyncio.sleep(0.5)  # the reconciler applies saturation to every pool
+                p.injector.inject("cpu_saturation", name, 60, {"usable_slots": 1})
+            await asyncio.sleep(0.5)  # the reconciler applies cpu_saturation to every pool
             for name in NODES:
                 pool = p.nodes[name].pool
                 assert pool.reserved == pool.size - 1, name

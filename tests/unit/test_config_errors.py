@@ -21,7 +21,7 @@ DATA = Path(__file__).with_name("testdata")
     # a duration that is not Prometheus's form: the accepted form is shown
     ("config.bad_duration.yaml", load_config, ["rate_window", "15s, 1m30s"]),
     # a receiver URL with the wrong scheme
-    ("config.bad_receiver.yaml", load_config, ["receivers.0.webhook_url", "http://"]),
+    ("config.bad_receiver.yaml", load_config, ["receivers.0.webhook_configs.0.url", "http://"]),
     # a misspelt nested key: the allowed keys at that level are listed
     ("config.nested_unknown_key.yaml", load_config, ["detection.windw", "did you mean 'window'", "min_points"]),
     # a list where a mapping is expected

@@ -259,6 +259,7 @@ def test_engine_with_custom_policies():
 
 
 def test_default_policies_cover_the_rate_signals():
-    assert set(DEFAULT_POLICIES) == {"request_rate", "error_ratio", "latency_p99_seconds", "saturation_ratio"}
+    up = ("error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio")
+    assert set(DEFAULT_POLICIES) == {"request_rate", *up}
     assert DEFAULT_POLICIES["request_rate"].direction == "down"
-    assert {DEFAULT_POLICIES[s].direction for s in ("error_ratio", "latency_p99_seconds", "saturation_ratio")} == {"up"}
+    assert {DEFAULT_POLICIES[s].direction for s in up} == {"up"}

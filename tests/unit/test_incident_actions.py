@@ -9,7 +9,7 @@ import pytest
 
 from alerting.incidents import IncidentManager
 from alerting.model import Alert
-from opswatch.api import check_token
+from opswatch.api_common import check_token
 from topology.graph import Topology
 
 S = 1000

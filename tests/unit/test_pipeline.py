@@ -64,7 +64,41 @@ def test_error_burst_becomes_one_incident_with_report_and_notification(tmp_path)
     assert incident["impacted_businesses"] == ["send_gift"]
     report = json.loads((tmp_path / "reports" / f"{incident['id']}.json").read_text())
     assert report["root_causes"][0]["evidence"][0]["signal"] == "error_ratio"
-    assert pipeline.outbox and pipeline.outbox[0]["version"] == "4"
+    assert pipeline.outbox and pipeline.outbox[0].payload["version"] == "4"
     # recorded signals are queryable like any other series
     [rate] = pipeline.store.select("job:request_rate", {"job": "gateway"})
     assert 30 < rate.values.iloc[-1] < 50
+
+
+def test_detector_baselines_survive_a_restart(tmp_path):
+    config = load_config(None, data_dir=str(tmp_path), scrape_interval="1s", rate_window="10s")
+    now = {"ms": T0}
+    pipeline = Pipeline(config, targets=[], clock=lambda: now["ms"] / 1000)
+    service = FakeService("gateway", 40, np.random.default_rng(3))
+    for second in range(40):
+        now["ms"] = T0 + second * 1000
+        pipeline.store.append(service.step(now["ms"]))
+        pipeline.evaluate(now["ms"])
+    before = dict(pipeline.engine.latest)
+    pipeline.close()
+    assert (tmp_path / "detector_state.npz").exists()
+
+    reopened = Pipeline(config, targets=[], clock=lambda: now["ms"] / 1000)
+    assert reopened.engine.scorer.keys == pipeline.engine.scorer.keys
+    # the restored baseline scores the next point at once, where a fresh engine would wait for min_points
+    now["ms"] += 1000
+    reopened.store.append(service.step(now["ms"]))
+    reopened.evaluate(now["ms"])
+    key = ("gateway", "request_rate")
+    assert not np.isnan(reopened.engine.latest[key].score)
+    assert abs(reopened.engine.latest[key].baseline - before[key].baseline) < 0.2 * before[key].baseline
+    reopened.close()
+
+
+def test_an_unusable_detector_state_is_set_aside_not_fatal(tmp_path):
+    (tmp_path / "detector_state.npz").write_bytes(b"not a state file")
+    config = load_config(None, data_dir=str(tmp_path), scrape_interval="1s", rate_window="10s")
+    pipeline = Pipeline(config, targets=[], clock=lambda: T0 / 1000)
+    assert len(pipeline.engine.scorer) == 0
+    assert (tmp_path / "detector_state.npz.unusable").read_bytes() == b"not a state file"
+    pipeline.close()

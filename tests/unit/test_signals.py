@@ -136,16 +136,34 @@ def test_job_without_traffic_has_nan_rates_but_up(tmp_path):
 def test_min_coverage(tmp_path, span_ms, covered):
     store = SQLiteStore(tmp_path / "cov.db")
     try:
+        # the target's `up` says how long it has been scraped; its counter runs at 6 req/s from 1000
         store.append([
-            Sample("up", FEED, NOW, 1.0),
-            Sample("http_requests_total", {**FEED, "code": "200"}, NOW - span_ms, 0.0),
-            Sample("http_requests_total", {**FEED, "code": "200"}, NOW, span_ms / 1000 * 6),  # 6 req/s
+            Sample("up", FEED, NOW - span_ms, 1.0), Sample("up", FEED, NOW, 1.0),
+            Sample("http_requests_total", {**FEED, "code": "200"}, NOW - span_ms, 1000.0),
+            Sample("http_requests_total", {**FEED, "code": "200"}, NOW, 1000 + span_ms / 1000 * 6),
         ])
         rate = compute_golden_signals(store, NOW, WINDOW_S)["feed"]["request_rate"]
         if covered:
-            assert rate == pytest.approx(6.0)
+            assert rate == pytest.approx(6.0)  # extrapolated to the whole window, as Prometheus's rate()
         else:
             assert math.isnan(rate)
+    finally:
+        store.close()
+
+
+def test_a_series_that_appears_in_a_warm_target_counts_at_once(tmp_path):
+    """The first 5xx of a fault: the ``code="500"`` series is 5 s old in a target scraped all window."""
+    store = SQLiteStore(tmp_path / "new.db")
+    try:
+        store.append([Sample("up", FEED, START + t * 1000, 1.0) for t in STEPS]
+                     + linear("http_requests_total", {**FEED, "code": "200"}, 10, start_value=1000)
+                     + [Sample("http_requests_total", {**FEED, "code": "500"}, NOW - 5000, 1.0),
+                        Sample("http_requests_total", {**FEED, "code": "500"}, NOW, 26.0)])  # 5/s for 5 s
+        feed = compute_golden_signals(store, NOW, WINDOW_S)["feed"]
+        # Prometheus: the new series' increase (25, plus half an interval back, not below zero: 26) over 30 s
+        errors = feed["error_ratio"] * feed["request_rate"]
+        assert errors == pytest.approx(26 / 30, rel=0.01)
+        assert feed["error_ratio"] > 0.05
     finally:
         store.close()
 
