@@ -11,6 +11,8 @@ resolved, muted or not); it updates the groups and returns the notifications due
   notification of a group that still fires (Alertmanager's ``DedupStage.needsUpdate``);
 * muted alerts (silenced or inhibited) are left out of notifications, so a group whose alerts are all
   muted sends nothing; their groups and timers live on, so a page follows soon after a silence ends;
+* a group whose route is muted by its time intervals (:meth:`Route.muted_by`) sends nothing at a flush and
+  logs nothing, so what it held back goes out at its first flush after the mute ends;
 * a resolved alert leaves its group at the group's next flush, after being notified as resolved if the
   receiver knew it as firing; an empty group is dropped.
 
@@ -158,6 +160,8 @@ class GroupDispatcher:
                 del self.groups[gid]
 
     def _flush_group(self, group: AggregationGroup, now_ms: int) -> Notification | None:
+        if group.route.muted_by(now_ms):  # a muted route sends nothing and logs nothing: it is owed later
+            return None
         receiver = group.route.receiver
         entry = self.nflog.get((group.key, receiver))
         firing = sorted(fp for fp, a in group.members.items() if a.firing and not a.muted)

@@ -15,6 +15,12 @@ Configuration (key ``route``) and matching are Alertmanager's
           continue: true            # keep matching the following siblings too
         - receiver: team-live
           matchers: [job=~"live|cdn-.*"]
+          mute_time_intervals: [live-rehearsal]   # names from the top-level time_intervals (below)
+          active_time_intervals: [business-hours] # notify only inside these
+
+    time_intervals:                 # top level, beside route:
+      - name: business-hours
+        time_intervals: [{weekdays: ["monday:friday"], times: [{start_time: "09:00", end_time: "17:00"}]}]
 
 An alert enters at the root, which matches every alert. It descends into the first child whose matchers
 all hold (recursively, the deepest match wins); with ``continue: true`` a matching child does not stop the
@@ -27,6 +33,12 @@ labels groups as Alertmanager does, across incidents (``[alertname, job]`` gives
 job, whatever incident the alerts are in); ``[...]`` groups by all labels (one group per alert). When
 incidents merge, their alerts move to the surviving incident's group.
 
+**Time intervals** (Alertmanager's ``mute_time_intervals`` / ``active_time_intervals``, UTC; the windows are
+:mod:`detection.time_intervals`): a route is muted while one of its mute intervals holds, or while none of
+its active intervals does. A muted route sends nothing but otherwise acts normally (its groups keep their
+timers, and matching still stops there without ``continue``); what was held back goes out at the group's first
+flush after the mute ends. As in Alertmanager the root may have neither, and children do not inherit them.
+
 Without a ``route`` in the configuration, every configured receiver gets every notification (one child
 route per receiver with ``continue: true``), and with no receiver the log does (:func:`default_route_config`).
 """
@@ -37,6 +49,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from detection.time_intervals import TimeInterval, TimeIntervalSpec
 
 from opswatch.durations import parse_duration
 from storage.matchers import Matcher
@@ -65,6 +79,8 @@ class RouteConfig(BaseModel):
     group_wait: _Seconds | None = Field(None, ge=0)
     group_interval: _Seconds | None = Field(None, gt=0)
     repeat_interval: _Seconds | None = Field(None, gt=0)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
     routes: list["RouteConfig"] = Field(default_factory=list)
 
     @field_validator("matchers")
@@ -81,8 +97,19 @@ class RouteConfig(BaseModel):
         return v
 
 
-def check_root(route: RouteConfig, receivers: set[str]) -> None:
-    """Alertmanager's checks of a configured tree, with every receiver known.
+class NamedTimeInterval(BaseModel):
+    """One entry of the top-level ``time_intervals``: a ``name`` routes refer to and its recurring windows."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeIntervalSpec] = Field(min_length=1)
+
+    def windows(self) -> tuple[TimeInterval, ...]:
+        return tuple(TimeInterval.from_spec(spec) for spec in self.time_intervals)
+
+
+def check_root(route: RouteConfig, receivers: set[str], time_intervals: set[str] = frozenset()) -> None:
+    """Alertmanager's checks of a configured tree, with every receiver and time interval name known.
 
     :raises ValueError: naming the key (``route.routes.1.receiver``) and the fix.
     """
@@ -94,8 +121,17 @@ def check_root(route: RouteConfig, receivers: set[str]) -> None:
                          "under route.routes")
     if route.continue_:
         raise ValueError("route.continue: the root route cannot continue; remove it")
+    for attr in ("mute_time_intervals", "active_time_intervals"):
+        if getattr(route, attr):
+            raise ValueError(f"route.{attr}: the root route cannot have time intervals; set them on a child "
+                             "under route.routes")
 
     def visit(node: RouteConfig, key: str) -> None:
+        for attr in ("mute_time_intervals", "active_time_intervals"):
+            unknown = [n for n in getattr(node, attr) if n not in time_intervals]
+            if unknown:
+                raise ValueError(f"{key}.{attr}: {unknown[0]!r} is not a time interval; define it under the "
+                                 f"top-level time_intervals (known: {', '.join(sorted(time_intervals)) or 'none'})")
         if node.receiver is not None and node.receiver not in receivers:
             raise ValueError(f"{key}.receiver: {node.receiver!r} is not a receiver; add it under receivers: or use "
                              f"one of: {', '.join(sorted(receivers))}")
@@ -123,6 +159,19 @@ class Route:
     key: str
     path: str
     routes: list["Route"] = field(default_factory=list)
+    mute_intervals: dict[str, tuple[TimeInterval, ...]] = field(default_factory=dict)
+    active_intervals: dict[str, tuple[TimeInterval, ...]] = field(default_factory=dict)
+
+    def muted_by(self, now_ms: int) -> list[str]:
+        """Names of the time intervals muting this route at ``now_ms``: its mute intervals that hold, or all its
+        active intervals when none holds (Alertmanager's ``mutedBy``); empty when it may notify."""
+        def holds(windows: tuple[TimeInterval, ...]) -> bool:
+            return any(w.contains(now_ms) for w in windows)
+
+        muted = [name for name, windows in self.mute_intervals.items() if holds(windows)]
+        if self.active_intervals and not any(holds(w) for w in self.active_intervals.values()):
+            muted += list(self.active_intervals)
+        return muted
 
     def match(self, labels: Mapping[str, str]) -> list["Route"]:
         """The routes ``labels`` ends at: the deepest matching node of each branch taken (Alertmanager's
@@ -144,8 +193,11 @@ class Route:
         return {n: labels[n] for n in self.group_by if n in labels}
 
 
-def build_route(config: RouteConfig, parent: Route | None = None, path: str = "route") -> Route:
-    """Resolve ``config`` (already checked by :func:`check_root`) into a :class:`Route` tree."""
+def build_route(config: RouteConfig, parent: Route | None = None, path: str = "route",
+                time_intervals: Mapping[str, tuple[TimeInterval, ...]] | None = None) -> Route:
+    """Resolve ``config`` (already checked by :func:`check_root`) into a :class:`Route` tree; ``time_intervals``
+    maps the names routes refer to to their windows (:meth:`NamedTimeInterval.windows`)."""
+    time_intervals = time_intervals or {}
     def ms(seconds: float | None, attr: str, default_seconds: float) -> int:
         if seconds is not None:
             return round(seconds * 1000)
@@ -167,8 +219,10 @@ def build_route(config: RouteConfig, parent: Route | None = None, path: str = "r
         repeat_interval_ms=ms(config.repeat_interval, "repeat_interval_ms", REPEAT_INTERVAL_SECONDS),
         key=key,
         path=path,
+        mute_intervals={n: time_intervals[n] for n in config.mute_time_intervals},
+        active_intervals={n: time_intervals[n] for n in config.active_time_intervals},
     )
-    route.routes = [build_route(c, route, f"{path}.routes.{i}") for i, c in enumerate(config.routes)]
+    route.routes = [build_route(c, route, f"{path}.routes.{i}", time_intervals) for i, c in enumerate(config.routes)]
     return route
 
 

@@ -18,8 +18,10 @@ Format (https://prometheus.io/docs/prometheus/latest/configuration/alerting_rule
               summary: "{{ $labels.job }}: {{ $value | humanizePercentage }} of requests fail"
 
 ``expr`` is PromQL as :mod:`storage.promql` evaluates it, plus OpsWatch's ``anomaly(<expr>)``
-(:class:`AnomalyFunction`): the calibrated anomaly score (robust z units: ~0 normal, 5 = five robust
-standard deviations) of each series ``<expr>`` returns.
+(:class:`AnomalyFunction`): the calibrated anomaly score of each series ``<expr>`` returns. For a golden
+signal it is the scoring engine's (the default ensemble: record-ratio units, 1 = as extreme as anything the
+series has shown, rules fire above 1.1); for any other expression it is a robust z-score (~0 normal, 5 = five
+robust standard deviations), as the class docstring explains.
 
 Labels and annotations are templates over ``$labels`` and ``$value`` (rendered with jinja2), with
 Prometheus's helpers written as pipes: ``{{ $value | humanize }}``, ``humanizePercentage``,
@@ -186,6 +188,8 @@ class AnomalyFunction:
       per (expression text, series labels), fed one value per evaluation (policy: both directions, defaults
       of :class:`~detection.engine.ScoringEngine`); it scores NaN (no result) until ``min_points`` values,
       and is dropped after an hour without data. Its state lives in memory: after a restart it relearns.
+      Not the ensemble: an arbitrary expression has no per-signal minimum-impact floor, and without one the
+      record-ratio ensemble crosses 1.1 on about 5 in 1,000 points of Gaussian noise (robust z > 5: ~0).
 
     ``explanations`` keeps the latest :class:`~detection.base.Score` per result label set (baseline, value),
     for alert evidence.

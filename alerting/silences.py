@@ -12,7 +12,8 @@ OpsWatch's additions, both optional:
 
 * ``untilResolved: true``: the silence also expires (``endsAt`` becomes that moment) once every alert it has
   muted is resolved and no longer part of an active incident; ``endsAt`` stays the latest it may last.
-* ``timeIntervals``: recurring windows in Alertmanager's ``time_intervals`` vocabulary, in UTC:
+* ``timeIntervals``: recurring windows in Alertmanager's ``time_intervals`` vocabulary, in UTC
+  (:mod:`detection.time_intervals`, shared with the detection calendar):
   ``[{"weekdays": ["saturday", "monday:friday"], "times": [{"start_time": "02:00", "end_time": "04:00"}]}]``.
   Between ``startsAt`` and ``endsAt`` the silence is ``active`` inside a window and ``pending`` outside.
   ``start_time`` is inclusive, ``end_time`` exclusive (up to ``"24:00"``); omitted weekdays or times mean all.
@@ -30,12 +31,13 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from detection.time_intervals import TimeInterval, TimeIntervalSpec
 from opswatch.errors import ConfigError
 from storage.matchers import Matcher
 
@@ -47,64 +49,6 @@ log = logging.getLogger(__name__)
 
 RETENTION_MS = 120 * 3_600_000
 """How long expired silences are kept: Alertmanager's ``--data.retention`` default."""
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-def _minutes(text: str) -> int:
-    """``"02:30"`` -> 150. :raises ValueError: naming the text."""
-    try:
-        hours, minutes = (int(p) for p in text.split(":"))
-    except ValueError:
-        raise ValueError(f"time {text!r} is not HH:MM") from None
-    if not (0 <= minutes < 60 and 0 <= hours * 60 + minutes <= 1440):
-        raise ValueError(f"time {text!r} is not between 00:00 and 24:00")
-    return hours * 60 + minutes
-
-
-def _weekdays(spec: str) -> set[int]:
-    """``"monday:friday"`` -> {0..4}; ``"sunday"`` -> {6}. :raises ValueError: naming the text."""
-    parts = spec.lower().split(":")
-    if len(parts) > 2 or any(p not in WEEKDAYS for p in parts):
-        raise ValueError(f"weekday {spec!r} is not a day name (monday ... sunday) or a range like monday:friday")
-    first, last = WEEKDAYS.index(parts[0]), WEEKDAYS.index(parts[-1])
-    if last < first:
-        raise ValueError(f"weekday range {spec!r} ends before it starts")
-    return set(range(first, last + 1))
-
-
-class TimeRangeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    start_time: str
-    end_time: str
-
-    @model_validator(mode="after")
-    def _order(self) -> "TimeRangeBody":
-        if _minutes(self.start_time) >= _minutes(self.end_time):
-            raise ValueError(f"start_time {self.start_time} must be before end_time {self.end_time}")
-        return self
-
-
-class TimeIntervalBody(BaseModel):
-    """Alertmanager's ``time_interval`` (the ``weekdays`` and ``times`` parts), in UTC."""
-
-    model_config = ConfigDict(extra="forbid")
-    weekdays: list[str] = Field(default_factory=list)
-    times: list[TimeRangeBody] = Field(default_factory=list)
-
-    @field_validator("weekdays")
-    @classmethod
-    def _days(cls, v: list[str]) -> list[str]:
-        for spec in v:
-            _weekdays(spec)
-        return v
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> "TimeIntervalBody":
-        if not self.weekdays and not self.times:
-            raise ValueError("a time interval needs weekdays, times or both")
-        return self
-
 
 class MatcherBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -126,7 +70,7 @@ class PostableSilence(BaseModel):
     createdBy: str = Field(min_length=1)
     comment: str = Field(min_length=1)
     untilResolved: bool = False
-    timeIntervals: list[TimeIntervalBody] = Field(default_factory=list)
+    timeIntervals: list[TimeIntervalSpec] = Field(default_factory=list)
 
     @field_validator("startsAt", "endsAt")
     @classmethod
@@ -152,28 +96,6 @@ def parse_silence(body: object) -> PostableSilence:
     except ValidationError as exc:
         raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: "
                                    f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from exc
-
-
-@dataclass(frozen=True)
-class TimeInterval:
-    """A recurring UTC window: ``weekdays`` (0 = Monday; empty = every day) and ``times`` (minute-of-day
-    ranges ``[start, end)``; empty = all day)."""
-
-    weekdays: frozenset[int]
-    times: tuple[tuple[int, int], ...]
-    source: dict = field(compare=False)
-
-    @classmethod
-    def from_body(cls, body: TimeIntervalBody) -> "TimeInterval":
-        days = frozenset(d for spec in body.weekdays for d in _weekdays(spec))
-        times = tuple((_minutes(t.start_time), _minutes(t.end_time)) for t in body.times)
-        return cls(days, times, body.model_dump())
-
-    def contains(self, ms: int) -> bool:
-        at = datetime.fromtimestamp(ms / 1000, timezone.utc)
-        minute = at.hour * 60 + at.minute
-        return ((not self.weekdays or at.weekday() in self.weekdays)
-                and (not self.times or any(start <= minute < end for start, end in self.times)))
 
 
 @dataclass
@@ -221,7 +143,7 @@ class Silence:
         if ends <= now_ms:
             raise ValueError(f"endsAt {rfc3339(ends)} is in the past")
         return cls(silence_id, [am.from_api(m.model_dump()) for m in body.matchers], starts, ends, body.createdBy,
-                   body.comment, now_ms, body.untilResolved, [TimeInterval.from_body(i) for i in body.timeIntervals])
+                   body.comment, now_ms, body.untilResolved, [TimeInterval.from_spec(i) for i in body.timeIntervals])
 
 
 class Silences:
@@ -331,7 +253,7 @@ class Silences:
                 silence = Silence(row["id"], [am.from_api(m.model_dump()) for m in body.matchers],
                                   parse_rfc3339(row["startsAt"]), parse_rfc3339(row["endsAt"]), body.createdBy,
                                   body.comment, parse_rfc3339(row["updatedAt"]), body.untilResolved,
-                                  [TimeInterval.from_body(i) for i in body.timeIntervals], set(row["matched"]))
+                                  [TimeInterval.from_spec(i) for i in body.timeIntervals], set(row["matched"]))
                 self._silences[silence.id] = silence
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{self.path}: cannot restore silences: {exc}; move the file away to start "

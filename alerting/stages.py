@@ -10,7 +10,8 @@ webhook payloads (:func:`alerting.notify.webhook_payload`, ``receiver`` set, ``g
 
 Each alert's ``status`` is Alertmanager's API v2 ``alertStatus``: ``state`` = ``active`` | ``suppressed`` |
 ``unprocessed`` (pending alerts, which are not routed yet), ``silencedBy`` (silence ids), ``inhibitedBy``
-(fingerprints), ``mutedBy`` (always empty: no time-interval muting on routes), plus OpsWatch's
+(fingerprints), ``mutedBy`` (names of the time intervals muting the routes it matches; it is ``suppressed``
+by them only when every route it matches is muted), plus OpsWatch's
 ``inhibitedReasons`` (one sentence per inhibiting alert, in ``inhibitedBy``'s order).
 """
 
@@ -95,9 +96,12 @@ class NotificationStages:
         for fp, alert in alerts.items():
             silenced = self.silences.muted_by(labels[fp], now_ms) if alert.state != "resolved" else []
             inhibitions = inhibited.get(fp, [])
-            state = "unprocessed" if alert.state == "pending" else "suppressed" if silenced or inhibitions else "active"
+            routes_muted = [r.muted_by(now_ms) for r in self.groups.route.match(labels[fp])]
+            muted = sorted({name for names in routes_muted for name in names})
+            suppressed = silenced or inhibitions or (alert.state != "resolved" and all(routes_muted))
+            state = "unprocessed" if alert.state == "pending" else "suppressed" if suppressed else "active"
             statuses[fp] = {"state": state, "silencedBy": silenced, "inhibitedBy": [i.source for i in inhibitions],
-                            "mutedBy": [], "inhibitedReasons": [i.reason for i in inhibitions]}
+                            "mutedBy": muted, "inhibitedReasons": [i.reason for i in inhibitions]}
         unresolved = {fp: labels[fp] for fp, a in alerts.items() if a.state != "resolved"
                       or (fp in incident_of and incident_of[fp].status in ACTIVE_STATUSES)}
         self.silences.observe(now_ms, unresolved)
@@ -108,8 +112,9 @@ class NotificationStages:
         self.statuses = statuses
         result.status_changed = _unique(incident_of[fp] for fp in changed if fp in incident_of)
 
+        # time intervals mute routes, not alerts: the dispatcher holds a muted route's groups back itself
         routed = [DispatchAlert(fp, labels[fp], a.state == "firing", a.fired_at_ms or a.active_at_ms,
-                                statuses[fp]["state"] == "suppressed")
+                                bool(statuses[fp]["silencedBy"] or statuses[fp]["inhibitedBy"]))
                   for fp, a in alerts.items() if a.state in ("firing", "resolved")]
         for note in self.groups.flush(now_ms, routed):
             payload = self._payload(note, alerts, incident_of)

@@ -12,6 +12,7 @@ import time
 
 from dash import Input, Output, dcc, html
 
+from detection.ensemble import SUGGESTED_THRESHOLD
 from detection.signals import SIGNALS
 from storage.matchers import Matcher
 
@@ -21,8 +22,9 @@ from .query import Query, run_query
 from .sources import Sources
 from .view import View
 
-ANOMALY_THRESHOLD = 5.0
-"""The score at which the default rules fire (``anomaly(SIGNAL) > 5`` in alerting/default_rules.yaml)."""
+ANOMALY_THRESHOLD = SUGGESTED_THRESHOLD
+"""The score at which the default rules fire (``> 1.1`` on the default ensemble's record-ratio scale in
+alerting/default_rules.yaml)."""
 
 REFRESH_SECONDS = 10.0
 

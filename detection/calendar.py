@@ -12,6 +12,11 @@ In both modes the baseline does not learn from the covered points, so a maintena
 not teach the detector a new normal. This is Datadog's scheduled downtime and Anodot's/ThirdEye's "events"
 (holidays, campaigns) in one list.
 
+An event can recur: with ``time_intervals`` (Alertmanager's vocabulary, UTC, :mod:`detection.time_intervals`)
+it is on only inside one of them between ``start_ms`` and ``end_ms``, and ``end_ms`` may be None (no end). A
+weekly planned surge is one event: ``weekdays: ["friday:sunday"], times: [{start_time: "20:00", end_time:
+"21:30"}]``.
+
 :class:`Calendar` holds the configured events and those added at run time, which it keeps in a JSON file
 (``{"version": 1, "events": [...]}``, written atomically).
 """
@@ -31,6 +36,7 @@ from storage.matchers import Matcher
 
 from .matching import matchers_from_json, matchers_to_json, select
 from .robust_zscore import DIRECTIONS
+from .time_intervals import TimeInterval, parse_time_intervals
 
 MODES = ("suppress", "expect")
 KINDS = ("maintenance", "surge", "deploy", "other")
@@ -40,22 +46,24 @@ MAX_EVENTS = 10_000
 
 @dataclass(frozen=True)
 class ExpectedEvent:
-    """One expected event (see the module docstring); times in ms since the epoch, ``end_ms`` excluded.
+    """One expected event (see the module docstring); times in ms since the epoch, ``end_ms`` excluded (None:
+    no end, for a recurring event); ``time_intervals``: the recurring windows it is on in (empty: all the time).
 
-    :raises ValueError: naming the field, for an unknown mode, kind or direction, ``end_ms <= start_ms`` or a
-        non-positive ``max_relative_deviation``.
+    :raises ValueError: naming the field, for an unknown mode, kind or direction, ``end_ms <= start_ms``, no
+        ``end_ms`` on an event that does not recur, or a non-positive ``max_relative_deviation``.
     """
 
     id: str
     mode: str
     start_ms: int
-    end_ms: int
+    end_ms: int | None
     matchers: tuple[Matcher, ...] = ()
     kind: str = "maintenance"
     direction: str = "both"
     max_relative_deviation: float = math.inf
     description: str = ""
     source: str = "api"
+    time_intervals: tuple[TimeInterval, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,16 +73,24 @@ class ExpectedEvent:
             problems.append(f"kind {self.kind!r}: use one of {', '.join(KINDS)}")
         if self.direction not in DIRECTIONS:
             problems.append(f"direction {self.direction!r}: use one of {', '.join(DIRECTIONS)}")
-        if not self.end_ms > self.start_ms:
+        if self.end_ms is None and not self.time_intervals:
+            problems.append("end: required unless the event recurs (time_intervals)")
+        elif self.end_ms is not None and not self.end_ms > self.start_ms:
             problems.append(f"end ({self.end_ms} ms) must be after start ({self.start_ms} ms)")
         if not self.max_relative_deviation > 0:
             problems.append(f"max_relative_deviation {self.max_relative_deviation}: must be > 0")
         if problems:
             raise ValueError(f"expected event {self.id!r}: " + "; ".join(problems))
 
+    def on(self, timestamp_ms: int) -> bool:
+        """True when the event is on at ``timestamp_ms``: in ``[start_ms, end_ms)`` and, for a recurring event,
+        inside one of its time intervals."""
+        return (self.start_ms <= timestamp_ms and (self.end_ms is None or timestamp_ms < self.end_ms)
+                and (not self.time_intervals or any(i.contains(timestamp_ms) for i in self.time_intervals)))
+
     def covers(self, timestamp_ms: int, labels: Mapping[str, str]) -> bool:
         """True when the event is on at ``timestamp_ms`` and selects the series ``labels``."""
-        return self.start_ms <= timestamp_ms < self.end_ms and select(self.matchers, labels)
+        return self.on(timestamp_ms) and select(self.matchers, labels)
 
     def expects(self, deviation: float, baseline: float) -> bool:
         """True when ``expect`` mode accepts ``deviation = value - baseline`` (value units) as planned."""
@@ -85,23 +101,29 @@ class ExpectedEvent:
         return abs(deviation) <= self.max_relative_deviation * abs(baseline)
 
     def to_json(self) -> dict:
-        """The JSON form (``max_relative_deviation`` null when unbounded)."""
+        """The JSON form (``max_relative_deviation`` null when unbounded, ``end_ms`` null when endless)."""
         bound = None if math.isinf(self.max_relative_deviation) else self.max_relative_deviation
         return {"id": self.id, "mode": self.mode, "kind": self.kind, "start_ms": self.start_ms, "end_ms": self.end_ms,
                 "matchers": matchers_to_json(self.matchers), "direction": self.direction,
-                "max_relative_deviation": bound, "description": self.description, "source": self.source}
+                "max_relative_deviation": bound, "description": self.description, "source": self.source,
+                "time_intervals": [i.source for i in self.time_intervals]}
 
     @classmethod
     def from_json(cls, obj: Mapping) -> ExpectedEvent:
         """The inverse of :meth:`to_json`. :raises ValueError: for a missing or bad field (named)."""
+        name = obj.get("id", "?")
         try:
-            bound = obj.get("max_relative_deviation")
-            return cls(str(obj["id"]), str(obj["mode"]), int(obj["start_ms"]), int(obj["end_ms"]),
+            intervals = parse_time_intervals(obj.get("time_intervals", []))
+        except ValueError as exc:
+            raise ValueError(f"expected event {name!r}: {exc}") from exc
+        try:
+            bound, end = obj.get("max_relative_deviation"), obj.get("end_ms")
+            return cls(str(obj["id"]), str(obj["mode"]), int(obj["start_ms"]), None if end is None else int(end),
                        matchers_from_json(obj.get("matchers", [])), str(obj.get("kind", "maintenance")),
                        str(obj.get("direction", "both")), math.inf if bound is None else float(bound),
-                       str(obj.get("description", "")), str(obj.get("source", "api")))
+                       str(obj.get("description", "")), str(obj.get("source", "api")), intervals)
         except KeyError as exc:
-            raise ValueError(f"expected event {obj.get('id', '?')!r}: missing field {exc.args[0]!r}") from exc
+            raise ValueError(f"expected event {name!r}: missing field {exc.args[0]!r}") from exc
 
 
 def new_event_id() -> str:
@@ -167,4 +189,4 @@ class Calendar:
 
     def active(self, timestamp_ms: int) -> list[ExpectedEvent]:
         """The events on at ``timestamp_ms`` (whatever series they select)."""
-        return [e for e in self._events if e.start_ms <= timestamp_ms < e.end_ms]
+        return [e for e in self._events if e.on(timestamp_ms)]

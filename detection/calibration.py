@@ -17,11 +17,13 @@ remembered peak by at most the factor ``growth``, so a single huge outlier does 
 next anomaly for ``memory`` points.
 
 :class:`OnsetFilter` turns a calibrated score into an event score: it passes a score only when it is above
-every earlier score discounted by ``2^(-age/half_life)``, and reports 0 otherwise. After an event's onset a
-record ratio falls (the new deviation has become the remembered peak), so the event is reported at its start
-and again only if it grows or recurs after its memory has faded. For any threshold this approximates "alert on
-the first crossing, then stay quiet while nothing gets worse" — what NAB's scoring rewards (only the first
-detection in a window counts; every later one outside a window costs a false positive).
+the level of the last passed score, which is held for ``hold`` points and then discounted by
+``2^(-1/half_life)`` per point, and reports 0 otherwise. After an event's onset a record ratio falls (the new
+deviation has become the remembered peak), so the event is reported at its start and again only if it grows
+or recurs after its memory has faded. For any threshold this approximates "alert on the first crossing, then
+stay quiet while nothing gets worse" — an alert's hold time, and what NAB's scoring rewards (only the first
+detection in a window counts; every later one outside a window costs a false positive). The hold keeps an
+event's own echoes quiet for a fixed time; the short decay after it lets the next event through soon.
 """
 
 from __future__ import annotations
@@ -84,36 +86,48 @@ class RecordRatio:
         return ratio
 
 
+ONSET_HALF_LIFE = 10
+"""Points after which the onset filter's level counts half, once its hold is over (the ensemble's default)."""
+
+ONSET_HOLD = 50
+"""Points for which the onset filter holds the level of a reported score, so one event's echoes stay quiet
+(the ensemble's default)."""
+
+
 class OnsetFilter:
     """Report a calibrated score only at the onset (or growth) of an event.
 
-    The output is the score when it exceeds ``level * 2^(-1/half_life)``, where ``level`` is the running
-    maximum of the earlier scores, each discounted by ``2^(-1/half_life)`` per point of age, and 0 otherwise. NaN passes through as NaN and leaves
-    the level to decay.
+    The output is the score when it exceeds ``level``, and 0 otherwise. ``level`` is the last score passed,
+    held for ``hold`` points after it was passed and from then on discounted by ``2^(-1/half_life)`` per
+    point. NaN passes through as NaN, counts as a point and leaves the level to decay. ``hold=0`` is a plain
+    exponentially decaying level. The defaults are the ensemble's.
 
-    :param half_life: points after which an earlier score counts half (> 0).
-    :raises ValueError: for a non-positive half-life.
+    :param half_life: points after which the level, once its hold is over, counts half (> 0).
+    :param hold: points for which a passed score is remembered undiminished (>= 0).
+    :raises ValueError: for a non-positive half-life or a negative hold.
     """
 
-    def __init__(self, half_life: float = 50):
-        if half_life <= 0:
-            raise ValueError(f"OnsetFilter(half_life={half_life}): need half_life > 0")
-        self.half_life = half_life
+    def __init__(self, half_life: float = ONSET_HALF_LIFE, hold: int = ONSET_HOLD):
+        if half_life <= 0 or hold < 0:
+            raise ValueError(f"OnsetFilter(half_life={half_life}, hold={hold}): need half_life > 0, hold >= 0")
+        self.half_life, self.hold = half_life, int(hold)
         self._decay = 0.5 ** (1.0 / half_life)
         self.reset()
 
     def reset(self) -> None:
         """Forget earlier scores."""
         self.level = 0.0
+        self.age = 0  # points since the level was set, capped at hold + 1 (bounded state)
 
     def update(self, score: float) -> float:
         """Filter one score (see the class docstring)."""
-        level = self.level * self._decay
+        self.age = min(self.age + 1, self.hold + 1)
+        level = self.level * self._decay if self.age > self.hold else self.level
         if math.isnan(score):
             self.level = level
             return math.nan
         if score > level:
-            self.level = score
+            self.level, self.age = score, 0
             return score
         self.level = level
         return 0.0

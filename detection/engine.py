@@ -6,10 +6,31 @@ compact the arrays, and :meth:`SeriesScorer.save` / :meth:`SeriesScorer.restore`
 restarts (one ``.npz`` file written atomically: temporary file, fsync, rename).
 
 :class:`ScoringEngine` is what the pipeline runs on its golden signals: one row per (job, signal), each signal
-with a policy (which direction is bad, the floors of the spread) because an error ratio of 0.001 -> 0.003 is
-noise while a request rate falling by half is not. The defaults (:data:`detection.policy.DEFAULT_POLICIES`) are
-one set for every job, not tuned per service; per-series overrides, the calendar of expected events, feedback
-floors and re-baselining act on the raw scores through :class:`detection.explain.SeriesReview`.
+with a policy (which direction is bad, the floors of the spread and of the impact) because an error ratio of
+0.001 -> 0.003 is noise while a request rate falling by half is not. The defaults
+(:data:`detection.policy.DEFAULT_POLICIES`) are one set for every job, not tuned per service; per-series
+overrides, the calendar of expected events, feedback floors and re-baselining act on the raw scores through
+:class:`detection.explain.SeriesReview`.
+
+The default detector is the one ``opswatch bench nab`` scores by default: the record-ratio
+:class:`detection.ensemble.Ensemble` (range novelty, seasonal profile, level shift), vectorised as
+:class:`detection.vectorised.VectorEnsemble`, with the same members and the same parameters; the policy's
+``min_scale`` is its minimum-impact floor, as ``Ensemble(min_scale=...)`` has. The one difference is a
+reporting step, chosen as follows. NAB's score counts only the first detection in a window and charges every
+later one as a false positive, so the NAB-scored ensemble ends in an :class:`~detection.calibration.OnsetFilter`
+that reports a score only at the onset of an event or when it grows. An alerting rule already has that step:
+the alert lifecycle (a firing alert is not paged again, ``keep_firing_for`` holds it). So the engine reports
+the ensemble's calibrated score before the onset filter (:func:`calibrated_ensemble`, equal to
+``Ensemble(onset_half_life=0)``), ``anomaly(job:SIGNAL)`` in the rules reads it, and running the onset filter
+over these scores gives exactly NAB's (tested). Rules read the calibrated rather than the onset-filtered score
+because a rule may combine signals (``LatencyAnomaly`` needs p99 *and* p90): two onset-only scores would have to
+cross in the same evaluation. A record ratio is high at a fault's onset and while the fault grows (the rate
+window filling), then falls once the fault's level is the new record, so the default rules fire at once
+(``for: 0s``) and ``keep_firing_for`` holds the alert; ``LatencyAnomaly`` takes p99 and p90 at a record within
+one 30 s window, as p90 moves a few scrapes after p99 (alerting/default_rules.yaml).
+
+``detection.detector: robust_zscore`` runs :class:`detection.vectorised.VectorRobustZScore` instead (robust z
+units: rules need thresholds like 5, not 1.1).
 """
 
 from __future__ import annotations
@@ -190,8 +211,17 @@ def _first_duplicate(keys: Sequence[Hashable]) -> Hashable:
     return None
 
 
-DETECTORS = ("robust_zscore", "ensemble")
-"""Detectors the engine runs: the live default ``robust_zscore`` and the record-ratio ``ensemble``."""
+DETECTORS = ("ensemble", "robust_zscore")
+"""Detectors the engine runs: the default record-ratio ``ensemble`` and ``robust_zscore``."""
+
+
+def calibrated_ensemble() -> VectorEnsemble:
+    """The NAB-scored ensemble (:class:`VectorEnsemble`: same members, same parameters) reporting its
+    calibrated score at every point, as ``Ensemble(onset_half_life=0)`` does: the onset filter is NAB's
+    reporting step, the alert lifecycle is the pipeline's (see the module docstring)."""
+    detector = VectorEnsemble()
+    detector.onset_decay = 0.0  # an onset level of 0: every calibrated score passes the filter
+    return detector
 
 
 class ScoringEngine:
@@ -202,12 +232,14 @@ class ScoringEngine:
     A series' labels are ``{"job": job, "signal": signal}``: what policy overrides, calendar events and
     feedback select on.
 
-    :param window: robust z-score baseline length in evaluations; :param min_points: evaluations before scoring.
+    :param window: robust z-score baseline length in evaluations; :param min_points: evaluations before scoring
+        (both for ``robust_zscore`` only: the ensemble has its own warm-up).
     :param policies: per-signal policies; signals without one (e.g. ``up``) are not scored.
     :param exclude_above: robust z-score of points kept out of the baseline.
-    :param detector: ``"robust_zscore"`` (robust z units, per-signal direction and floors) or ``"ensemble"``
-        (record-ratio units, :class:`detection.ensemble.Ensemble`; the policy's ``min_scale`` is the floor and a
-        deviation in the harmless direction scores 0).
+    :param detector: ``"ensemble"`` (the default: record-ratio units, the NAB-scored
+        :class:`detection.ensemble.Ensemble` before its onset filter, see the module docstring; the policy's
+        ``min_scale`` is the floor) or ``"robust_zscore"`` (robust z units, per-signal direction and spread
+        floors). With either, a deviation in the harmless direction or below the impact floors scores 0.
     :param state_path: file the state is saved to by :meth:`save` and, when it exists, restored from now.
     :param overrides: per-series policy settings by label matchers (:mod:`detection.policy`).
     :param calendar: expected events (:mod:`detection.calendar`); :param feedback: verdicts and the floors
@@ -220,7 +252,7 @@ class ScoringEngine:
     """
 
     def __init__(self, window: int = 120, min_points: int = 20, policies: dict[str, SignalPolicy] | None = None,
-                 exclude_above: float = 5.0, detector: str = "robust_zscore", state_path: str | Path | None = None,
+                 exclude_above: float = 5.0, detector: str = "ensemble", state_path: str | Path | None = None,
                  overrides: Sequence[PolicyOverride] = (), calendar: Calendar | None = None,
                  feedback: FeedbackLog | None = None, rebaseline_after: int | None = None,
                  rebaseline_threshold: float | None = None):
@@ -234,7 +266,7 @@ class ScoringEngine:
             rebaseline_after, default_threshold if rebaseline_threshold is None else rebaseline_threshold)
         self.detector = detector
         if detector == "ensemble":
-            self.scorer = SeriesScorer(VectorEnsemble(), lambda key: {"min_scale": self.policy(key).min_scale})
+            self.scorer = SeriesScorer(calibrated_ensemble(), lambda key: {"min_scale": self.policy(key).min_scale})
         else:
             self.scorer = SeriesScorer(VectorRobustZScore(window, min_points, exclude_above), self._zscore_params)
         self.state_path = Path(state_path) if state_path is not None else None

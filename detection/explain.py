@@ -130,7 +130,9 @@ def explain(series: pd.Series, detector: Detector | None = None, *, labels: Mapp
 
     :param series: values with a ``DatetimeIndex`` (naive times are taken as UTC).
     :param detector: a streaming detector, continued from its current state; default a fresh
-        :class:`~detection.ensemble.Ensemble` (the library's default).
+        :class:`~detection.ensemble.Ensemble` (the library's default, as NAB scores it: reported at onset);
+        pass ``Ensemble(onset_half_life=0)`` for the calibrated score the live pipeline's rules read
+        (:mod:`detection.engine`).
     :param labels: the series' labels, for the calendar's and the feedback's matchers.
     :param policy: direction, sensitivity and floors (default: both directions, no floor).
     :param rebaseline: re-baseline after a confirmed level shift (the detector is restarted with ``fit``).

@@ -57,16 +57,24 @@ class SignalPolicy:
 
 
 DEFAULT_POLICIES: dict[str, SignalPolicy] = {
-    # Traffic: only a drop is a symptom; surges are scored by capacity signals instead.
-    "request_rate": SignalPolicy("down", min_scale=0.1, min_relative_scale=0.1),
-    # One percentage point of spread at least: 5 points above baseline reaches score 5.
-    "error_ratio": SignalPolicy("up", min_scale=0.01),
-    # At least 10 ms and a quarter of the baseline: tail latency is noisy.
-    "latency_p99_seconds": SignalPolicy("up", min_scale=0.01, min_relative_scale=0.25),
-    "latency_p90_seconds": SignalPolicy("up", min_scale=0.01, min_relative_scale=0.25),
-    "saturation_ratio": SignalPolicy("up", min_scale=0.05),
+    # Traffic: only a drop is a symptom; surges are scored by capacity signals instead. A drop must halve the
+    # rate (for the ensemble: below the lowest rate it has shown; robust z: 5 x the 10 % spread floor).
+    "request_rate": SignalPolicy("down", min_scale=0.1, min_relative_scale=0.1, min_relative_impact=0.5),
+    # One percentage point of spread at least (robust z: 5 points above baseline reaches score 5), and one
+    # point of impact: a single 5xx among a window's requests is not an incident.
+    "error_ratio": SignalPolicy("up", min_scale=0.01, min_impact=0.01),
+    # Spread at least 10 ms and a quarter of the baseline, impact 10 ms and half of it: tail latency is noisy,
+    # the machine's load moves it by tens of percent, and a latency fault multiplies it.
+    "latency_p99_seconds": SignalPolicy("up", min_scale=0.01, min_relative_scale=0.25, min_impact=0.01,
+                                        min_relative_impact=0.5),
+    "latency_p90_seconds": SignalPolicy("up", min_scale=0.01, min_relative_scale=0.25, min_impact=0.01,
+                                        min_relative_impact=0.5),
+    # Five points of the worker pool.
+    "saturation_ratio": SignalPolicy("up", min_scale=0.05, min_impact=0.05),
 }
-"""The golden signals' policies: one set for every job, not tuned per service."""
+"""The golden signals' policies: one set for every job, not tuned per service. The impact floors hold for
+both detectors; with the ensemble the baseline of a new record is the edge of the range the series has shown,
+so its floor is on how far a value goes beyond anything seen, not on how far it is from typical."""
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(SignalPolicy))
 

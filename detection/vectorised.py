@@ -101,14 +101,17 @@ class VectorEnsemble(VectorDetector):
     """:class:`Ensemble` with its default members, for many series at once (see the module docstring).
 
     Per-row parameter: ``min_scale`` (value units, the members' floor). The other parameters are the scalar
-    detectors' defaults, read from fresh instances so the two never drift apart.
+    detectors' defaults, read from fresh instances so the two never drift apart. ``onset_decay`` set to 0
+    switches the onset filter off (hold included): every calibrated score is reported, as
+    ``Ensemble(onset_half_life=0)`` does.
     """
 
     MEMBERS = ("range", "seasonal", "level_shift")
 
     def __init__(self):
         self.range, self.seasonal, self.level = RangeNovelty(), SeasonalProfile(), LevelShift()
-        self.onset_decay = Ensemble().onset._decay
+        onset = Ensemble().onset
+        self.onset_decay, self.onset_hold = onset._decay, onset.hold
         ratio: RecordRatio = self.seasonal.ratio
         self.ratio_params = (ratio._decay, ratio.growth, ratio.min_points, ratio.settle)
         self.level_ratio_params = [(q._decay, q.growth, q.min_points, q.settle) for q in self.level.ratios]
@@ -119,7 +122,7 @@ class VectorEnsemble(VectorDetector):
         st = {
             "min_scale": np.zeros(n) if min_scale is None else np.array(min_scale, dtype=float),
             "seen": np.zeros(n, dtype=np.int64),
-            "onset_level": f(0.0),
+            "onset_level": f(0.0), "onset_age": np.zeros(n, dtype=np.int64),
             "range_old_low": f(math.inf), "range_old_high": f(-math.inf),
             "range_new_low": f(math.inf), "range_new_high": f(-math.inf),
             "range_in_block": np.zeros(n, dtype=np.int64), "range_seen": np.zeros(n, dtype=np.int64),
@@ -225,9 +228,14 @@ class VectorEnsemble(VectorDetector):
             baseline, scale = np.where(won, base, baseline), np.where(won, sc, scale)
         best = np.where(best == -math.inf, np.nan, best)
         st["seen"][r] = seen + 1
-        level = st["onset_level"][r] * self.onset_decay
+        if self.onset_decay <= 0:
+            return Scores(best, baseline, scale, agreed)
+        age = np.minimum(st["onset_age"][r] + 1, self.onset_hold + 1)  # as OnsetFilter.update
+        level = st["onset_level"][r]
+        level = np.where(age > self.onset_hold, level * self.onset_decay, level)
         rising = best > level
         st["onset_level"][r] = np.where(rising, best, level)
+        st["onset_age"][r] = np.where(rising, 0, age)
         reported = np.where(np.isnan(best), np.nan, np.where(rising, best, 0.0))
         return Scores(reported, baseline, scale, agreed)
 

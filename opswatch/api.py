@@ -16,6 +16,7 @@ Responses use Prometheus's envelope: ``{"status": "success", "data": ...}``, or
 ``GET /api/v1/changes``                      change events, oldest first; ``?node=&start=&end=`` (RFC 3339)
 ``GET /api/v1/targets``                      scrape targets and their health
 ``POST /api/v2/alerts``                      alerts from Prometheus, as to an Alertmanager (:mod:`opswatch.intake`)
+``GET /api/v2/alerts``                       unresolved alerts as Alertmanager's ``getAlerts`` (:mod:`opswatch.intake`)
 ``GET|POST /api/v2/silences``               silences in Alertmanager's shapes; ``DELETE /api/v2/silence/{id}`` (:mod:`opswatch.api_silences`)
 ``POST /api/v1/intake/alertmanager``         an Alertmanager's webhook (payload version 4; :mod:`opswatch.intake`)
 ``GET /api/v1/topology``                     declared vs observed call edges (:mod:`opswatch.topology_api`)

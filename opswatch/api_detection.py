@@ -2,7 +2,8 @@
 
 ========================================  ============================================================
 ``GET /api/v1/detection/calendar``        every expected event (configured and added), oldest start first
-``POST /api/v1/detection/calendar``       add one (bearer token; body :class:`CalendarEventIn`); 201
+``POST /api/v1/detection/calendar``       add one (bearer token; body :class:`CalendarEventIn`; with
+                                          ``time_intervals`` it recurs and ``end`` may be null); 201
 ``GET /api/v1/detection/explain``         the latest explanation of each scored series; ``?job=&signal=``
 ``GET /api/v1/detection/feedback``        every feedback and the floors it set
 ``POST /api/v1/detection/feedback``       mark detections as a false positive or expected (bearer token;
@@ -40,6 +41,7 @@ from alerting.model import rfc3339
 from detection.calendar import ExpectedEvent, new_event_id
 from detection.matching import labels_key
 from detection.signals import RECORDED_NAME
+from detection.time_intervals import TimeInterval, TimeIntervalSpec
 from storage.base import Store
 from storage.matchers import Matcher
 
@@ -66,11 +68,13 @@ class CalendarEventIn(_Body):
     mode: Literal["suppress", "expect"]
     kind: Literal["maintenance", "surge", "deploy", "other"] = "maintenance"
     start: AwareDatetime
-    end: AwareDatetime
+    end: AwareDatetime | None = Field(None, description="null: no end (recurring events only)")
     matchers: list[str] = Field(default_factory=list, description='Alertmanager matchers, e.g. job="gift"')
     direction: Literal["up", "down", "both"] = "both"
     max_relative_deviation: float | None = Field(None, gt=0)
     description: str = Field("", max_length=2000)
+    time_intervals: list[TimeIntervalSpec] = Field(default_factory=list, max_length=100,
+                                                   description="when it recurs: Alertmanager's weekdays/times, UTC")
 
 
 class FeedbackIn(_Body):
@@ -89,12 +93,13 @@ def _ms(t) -> int:
 
 
 def event_json(event: ExpectedEvent) -> dict:
-    """The API shape of an event: RFC 3339 times and text matchers."""
+    """The API shape of an event: RFC 3339 times (``end`` null when endless) and text matchers."""
     bound = None if math.isinf(event.max_relative_deviation) else event.max_relative_deviation
     return {"id": event.id, "mode": event.mode, "kind": event.kind, "start": rfc3339(event.start_ms),
-            "end": rfc3339(event.end_ms), "matchers": [format_matcher(m) for m in event.matchers],
-            "direction": event.direction, "max_relative_deviation": bound, "description": event.description,
-            "source": event.source}
+            "end": None if event.end_ms is None else rfc3339(event.end_ms),
+            "matchers": [format_matcher(m) for m in event.matchers], "direction": event.direction,
+            "max_relative_deviation": bound, "description": event.description, "source": event.source,
+            "time_intervals": [i.source for i in event.time_intervals]}
 
 
 def recorded_deviations(store: Store, matchers: list[Matcher], start_ms: int, end_ms: int) -> dict[tuple, np.ndarray]:
@@ -131,9 +136,10 @@ def detection_router(pipeline: Pipeline) -> APIRouter:
             return body
         bound = math.inf if body.max_relative_deviation is None else body.max_relative_deviation
         try:
-            event = ExpectedEvent(body.id or new_event_id(), body.mode, _ms(body.start), _ms(body.end),
-                                  tuple(parse_matchers(body.matchers)), body.kind, body.direction, bound,
-                                  body.description, source="api")
+            event = ExpectedEvent(body.id or new_event_id(), body.mode, _ms(body.start),
+                                  None if body.end is None else _ms(body.end), tuple(parse_matchers(body.matchers)),
+                                  body.kind, body.direction, bound, body.description, source="api",
+                                  time_intervals=tuple(TimeInterval.from_spec(i) for i in body.time_intervals))
             await run_in_threadpool(engine.calendar.add, event)
         except ValueError as exc:
             return api_error(422, "bad_data", str(exc))

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .commands import register_all
+from .commands import bench_rca, register_all
 from .config import load_config
 from .errors import ConfigError
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     nab = bench_sub.add_parser("nab", help="score a detector on the NAB corpus (--detector, --results-dir, ...)",
                                add_help=False)
     nab.set_defaults(func=_bench)
+    bench_rca.register(bench_sub)
     register_all(sub)
     return parser
 

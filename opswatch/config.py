@@ -13,8 +13,9 @@ Example (all defaults shown)::
     external_url: http://127.0.0.1:8050
     api_token: null                # bearer token of the write endpoints (acknowledge/resolve); env OPSWATCH_API_TOKEN
     detection:                     # the live detector (detection/); see README "Detection"
-      window: 120                  # baseline length, in evaluations
-      min_points: 20               # evaluations before a series is scored
+      detector: ensemble           # the NAB-scored record-ratio ensemble; or robust_zscore
+      window: 120                  # robust_zscore: baseline length, in evaluations
+      min_points: 20               # robust_zscore: evaluations before a series is scored
       rebaseline_after: 1h         # a stable level shift this long becomes the new baseline (null: never)
       series:                      # per-series settings by matchers on job/signal; later entries win
         - {matchers: ['signal="latency_p99_seconds"'], sensitivity: 0.5, min_impact: 0.05, min_relative_impact: 0.2}
@@ -23,6 +24,9 @@ Example (all defaults shown)::
            matchers: ['job=~"postgres|user"']}
         - {id: black-friday, kind: surge, mode: expect, direction: up, max_relative_deviation: 3,
            start: "2026-11-27T00:00:00Z", end: "2026-11-28T00:00:00Z", matchers: ['job="gateway"']}
+        - {id: celebrity-live, kind: surge, mode: expect, direction: up, start: "2026-11-20T00:00:00Z",
+           matchers: ['job=~"gateway|live|gift"'],   # recurring (UTC), no end: every weekend evening
+           time_intervals: [{weekdays: ["friday:sunday"], times: [{start_time: "20:00", end_time: "21:35"}]}]}
     receivers:                     # Alertmanager's receivers (alerting/notifiers/); see README "Notifications"
       - name: oncall
         webhook_configs: [{url: http://127.0.0.1:9000/hook, hmac_secret_file: hook.secret, timeout: 10s}]
@@ -36,7 +40,10 @@ Example (all defaults shown)::
       group_wait: 30s
       group_interval: 5m
       repeat_interval: 4h
-      routes: [{receiver: dba, matchers: ['job=~"postgres|giftdb-.*"'], continue: true}]
+      routes: [{receiver: dba, matchers: ['job=~"postgres|giftdb-.*"'], continue: true,
+                mute_time_intervals: [nightly-backup]}]   # names from time_intervals below
+    time_intervals:                # Alertmanager's named recurring windows (UTC) for routes' mute/active times
+      - {name: nightly-backup, time_intervals: [{times: [{start_time: "02:00", end_time: "02:30"}]}]}
     inhibit_rules:                 # Alertmanager's label-equality inhibition, besides the dependency graph's
       - {source_matchers: ['severity="critical"'], target_matchers: ['severity="warning"'], equal: [job]}
     storage:                       # where samples live (storage/); see README "Storage"
@@ -79,10 +86,11 @@ from collectors.config import ScrapeConfig, TLSConfig
 from alerting.inhibition import InhibitRuleConfig
 from alerting.matchers import parse_matchers
 from alerting.notify import LOG_RECEIVER
-from alerting.routing import RouteConfig, check_root
+from alerting.routing import NamedTimeInterval, RouteConfig, check_root
 from alerting.templates import compile_template
 from detection.calendar import ExpectedEvent
 from detection.policy import PolicyOverride
+from detection.time_intervals import TimeInterval, TimeIntervalSpec
 
 from .config_errors import describe_validation_error
 from .durations import parse_duration
@@ -121,36 +129,47 @@ class SeriesPolicyConfig(_Strict):
 
 
 class ExpectedEventConfig(_Strict):
-    """``detection.calendar[]``: a maintenance window, planned surge or deploy (:mod:`detection.calendar`)."""
+    """``detection.calendar[]``: a maintenance window, planned surge or deploy (:mod:`detection.calendar`); with
+    ``time_intervals`` (Alertmanager's ``weekdays``/``times``, UTC) it recurs, and ``end`` may be left out."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     mode: Literal["suppress", "expect"]
     kind: Literal["maintenance", "surge", "deploy", "other"] = "maintenance"
     start: AwareDatetime
-    end: AwareDatetime
+    end: AwareDatetime | None = Field(None, description="null: no end (recurring events only)")
     matchers: MatcherTexts = Field(default_factory=list)
     direction: Literal["up", "down", "both"] = "both"
     max_relative_deviation: float | None = Field(None, gt=0, description="expect: the largest planned deviation, "
                                                                           "fraction of the baseline (null: any)")
     description: str = ""
+    time_intervals: list[TimeIntervalSpec] = Field(default_factory=list, description="when it recurs (UTC)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "ExpectedEventConfig":
-        if self.end <= self.start:
+        if self.end is None:
+            if not self.time_intervals:
+                raise ValueError(f"calendar event {self.id!r}: end is required unless the event recurs "
+                                 f"(time_intervals)")
+        elif self.end <= self.start:
             raise ValueError(f"calendar event {self.id!r}: end ({self.end.isoformat()}) must be after start "
                              f"({self.start.isoformat()})")
         return self
 
     def to_event(self) -> ExpectedEvent:
         bound = float("inf") if self.max_relative_deviation is None else self.max_relative_deviation
-        return ExpectedEvent(self.id, self.mode, int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000),
+        end = None if self.end is None else int(self.end.timestamp() * 1000)
+        return ExpectedEvent(self.id, self.mode, int(self.start.timestamp() * 1000), end,
                              tuple(parse_matchers(self.matchers)), self.kind, self.direction, bound,
-                             self.description, source="config")
+                             self.description, source="config",
+                             time_intervals=tuple(TimeInterval.from_spec(i) for i in self.time_intervals))
 
 
 class DetectionConfig(_Strict):
-    window: int = Field(120, ge=2, description="baseline length, in evaluations")
-    min_points: int = Field(20, ge=1, description="evaluations before a series is scored")
+    detector: Literal["ensemble", "robust_zscore"] = Field(
+        "ensemble", description="the live detector (detection.engine.DETECTORS): the record-ratio ensemble scored "
+                                "by `opswatch bench nab`, or the robust z-score (rules on its scale)")
+    window: int = Field(120, ge=2, description="robust_zscore: baseline length, in evaluations")
+    min_points: int = Field(20, ge=1, description="robust_zscore: evaluations before a series is scored")
     series: list[SeriesPolicyConfig] = Field(default_factory=list)
     calendar: list[ExpectedEventConfig] = Field(default_factory=list)
     rebaseline_after: Seconds | None = Field(3600.0, gt=0, description="a stable level shift this long becomes "
@@ -349,6 +368,8 @@ class OpsWatchConfig(_Strict):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     fallback_receiver: str | None = Field(None, description="where notifications go when their receiver failed")
     route: RouteConfig | None = Field(None, description="the routing tree; default: every receiver, by incident")
+    time_intervals: list[NamedTimeInterval] = Field(default_factory=list, description=(
+        "named recurring UTC windows for routes' mute_time_intervals / active_time_intervals (Alertmanager's)"))
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     scrape_configs: list[ScrapeConfig] = Field(default_factory=list)
@@ -378,9 +399,17 @@ class OpsWatchConfig(_Strict):
 
     @model_validator(mode="after")
     def _route(self) -> "OpsWatchConfig":
+        names = [t.name for t in self.time_intervals]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"time_intervals: name {twice[0]!r} is used more than once; names must be unique")
         if self.route is not None:  # children may omit the receiver (inherited); the root may not
-            check_root(self.route, {r.name for r in self.receivers} | {LOG_RECEIVER})
+            check_root(self.route, {r.name for r in self.receivers} | {LOG_RECEIVER}, set(names))
         return self
+
+    def time_interval_windows(self) -> dict:
+        """The top-level ``time_intervals`` by name, as routes use them (:func:`alerting.routing.build_route`)."""
+        return {t.name: t.windows() for t in self.time_intervals}
 
     @model_validator(mode="after")
     def _jobs(self) -> "OpsWatchConfig":

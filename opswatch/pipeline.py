@@ -92,7 +92,7 @@ def scoring_engine(config: OpsWatchConfig) -> ScoringEngine:
     state = data_dir / DETECTOR_STATE_FILE
 
     def make() -> ScoringEngine:
-        return ScoringEngine(d.window, d.min_points, overrides=[s.to_override() for s in d.series],
+        return ScoringEngine(d.window, d.min_points, detector=d.detector, overrides=[s.to_override() for s in d.series],
                              calendar=Calendar([e.to_event() for e in d.calendar],
                                                data_dir / "detection_calendar.json"),
                              feedback=FeedbackLog(data_dir / "detection_feedback.jsonl"), rebaseline_after=after,
@@ -113,16 +113,20 @@ class Pipeline:
 
     :param config: validated configuration; :param targets: what to scrape besides ``config.scrape_configs``;
     :param clock: seconds since the epoch (injected in tests); :param registry: OpsWatch's own metrics;
-    :param topology: the dependency graph (default: ``config.topology_file``, else the reference platform's).
+    :param topology: the dependency graph (default: ``config.topology_file``, else the reference platform's);
+    :param store: the store to read and record into (default: :func:`open_store` of ``config``; a backtest
+        passes a read-only view of stored history, :class:`storage.replay.ReplayStore`); :param persist: save
+        the alert state and detector baselines as evaluations go (False: a backtest, whose state is thrown away).
     """
 
     def __init__(self, config: OpsWatchConfig, targets: list[Target], clock: Callable[[], float] = time.time,
-                 registry: CollectorRegistry | None = None, topology: Topology | None = None):
-        self.config, self.clock = config, clock
+                 registry: CollectorRegistry | None = None, topology: Topology | None = None,
+                 store: Store | None = None, persist: bool = True):
+        self.config, self.clock, self.persist = config, clock, persist
         self.registry = registry or CollectorRegistry()
         self.data_dir = Path(config.data_dir)
         self.reports_dir = self.data_dir / "reports"
-        self.store = open_store(config, clock, self.registry)
+        self.store = store if store is not None else open_store(config, clock, self.registry)
         self.topology = topology or Topology.load(config.topology_file or REFERENCE_PLATFORM)
         self.rules = RuleEvaluator(load_rule_groups(config.rules_file or DEFAULT_RULES), self.store,
                                    AnomalyFunction(config.detection.window, config.detection.min_points),
@@ -149,7 +153,8 @@ class Pipeline:
                                                              config.fallback_receiver)
         # inhibit -> silence -> route -> group -> wait -> dedup; what is due goes to self.dispatcher
         self.silences = Silences(self.data_dir / "silences.json")
-        route = build_route(config.route or default_route_config([r.name for r in config.receivers]))
+        route = build_route(config.route or default_route_config([r.name for r in config.receivers]),
+                            time_intervals=config.time_interval_windows())
         self.paging = NotificationStages(self.topology, route, config.inhibit_rules, self.silences,
                                          self.data_dir / "nflog.json", config.external_url, self.reports_dir,
                                          self.registry)
@@ -169,20 +174,28 @@ class Pipeline:
                                         "Time of one evaluation (signals, detectors, rules, incidents).",
                                         registry=self.registry)
 
-    def evaluate(self, now_ms: int | None = None) -> list[Incident]:
-        """One evaluation at ``now_ms`` (default: the clock). Returns the incidents that changed."""
+    def evaluate(self, now_ms: int | None = None, signals: dict[str, dict[str, float]] | None = None
+                 ) -> list[Incident]:
+        """One evaluation at ``now_ms`` (default: the clock). Returns the incidents that changed.
+
+        :param signals: the golden signals at ``now_ms`` (:func:`~detection.signals.compute_golden_signals`
+            over ``config.rate_window``) when the caller has them: a backtest of several rule files computes
+            them once per step; default: computed from the store.
+        """
         now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
         with self._lock, self._eval_duration.time():
-            signals = compute_golden_signals(self.store, now_ms, self.config.rate_window)
+            if signals is None:
+                signals = compute_golden_signals(self.store, now_ms, self.config.rate_window)
             scores = self.engine.update(now_ms, signals)
             self._record(now_ms, signals, scores)
             rules = self.rules.evaluate(now_ms, scores)
             self.tracker.update(now_ms, rules.conditions, rules.evaluated)
             changed = self.incidents.update(now_ms, self.tracker.alerts)
             self._route(now_ms, changed)
-            self.alert_state.save(self.tracker, self.incidents, now_ms)
+            if self.persist:
+                self.alert_state.save(self.tracker, self.incidents, now_ms)
             self._snapshot(now_ms, signals, scores)
-            if now_ms - self._engine_saved_ms >= DETECTOR_SAVE_EVERY_MS:
+            if self.persist and now_ms - self._engine_saved_ms >= DETECTOR_SAVE_EVERY_MS:
                 self._save_engine(now_ms)
         return changed
 

@@ -18,8 +18,12 @@ wall clock (UTC epoch seconds), as live runs are; nothing here sleeps in tests o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import httpx
 
 from alerting.model import parse_rfc3339
 
@@ -79,7 +83,8 @@ class Outcome:
 
     def seconds_to(self, key_time: str) -> float | None:
         """Seconds from the fault's start to the first attributed incident's ``key_times[key_time]``
-        (``opened``, ``paged``, ...), None when it never happened."""
+        (``first_anomaly``: its first alert's condition first held; ``first_alert``: an alert fired; ``opened``,
+        ``paged``), None when it never happened."""
         if not self.incidents:
             return None
         at = self.incidents[0].get("key_times", {}).get(key_time) or (
@@ -91,7 +96,8 @@ class Outcome:
                 "end": self.fault["end"], "expected_impact": self.fault.get("expected_impact", []),
                 "detected": self.detected, "incidents": [i["id"] for i in self.incidents],
                 "alerts": sum(len(i["alerts"]) for i in self.incidents), "root_causes": self.root_causes[:3],
-                "rank": self.rank(), "seconds_to_open": self.seconds_to("opened"),
+                "rank": self.rank(), "seconds_to_first_anomaly": self.seconds_to("first_anomaly"),
+                "seconds_to_first_alert": self.seconds_to("first_alert"), "seconds_to_open": self.seconds_to("opened"),
                 "seconds_to_page": self.seconds_to("paged")}
 
 
@@ -149,19 +155,30 @@ def attribute(faults: list[dict], surges: list[dict], incidents: list[dict], att
 
 async def run_scenarios(config: OpsWatchConfig, scenarios: list[Scenario], *, rate: float = 20.0, seed: int = 1,
                         baseline_seconds: float = 60.0, gap_seconds: float = 60.0,
-                        attribution_seconds: float = 30.0) -> ScenarioRun:
+                        attribution_seconds: float = 30.0, fault_free_seconds: float = 0.0,
+                        surges: Sequence[dict] = (),
+                        peers: Callable[[PlatformProcess], contextlib.AbstractAsyncContextManager] | None = None
+                        ) -> ScenarioRun:
     """Run ``scenarios`` live and headless, one after another, and attribute what OpsWatch reported (see
     the module docstring). ``config.data_dir`` holds the store, the platform's ground truth and the reports.
 
+    After the last fault's gap, ``fault_free_seconds`` more pass with no fault; each of ``surges`` (a body
+    of the platform's ``POST /surges``, e.g. ``{"kind": "celebrity_live", "duration_seconds": 60}``) starts
+    at the beginning of that stretch: legitimate surges, recorded in the ground truth as not faults.
+    ``peers(platform)``, when given, is an async context manager entered once the platform is up and left
+    after the run (e.g. another monitoring stack scraping the same targets).
+
     :raises RuntimeError: when the platform does not start; :raises httpx.HTTPStatusError: when the
-        platform refuses a fault (the message names it).
+        platform refuses a fault or a surge (the message names it).
     """
     loop = asyncio.get_running_loop()
     async with monitored_platform(config, rate, seed) as (platform, pipeline):
-        started = loop.time()
-        await _headless(pipeline, [_inject_all(platform, scenarios, baseline_seconds, gap_seconds),
-                                   forward_deploys_forever(platform, pipeline)])
-        seconds = loop.time() - started
+        async with (peers(platform) if peers else contextlib.nullcontext()):
+            started = loop.time()
+            await _headless(pipeline, [_inject_all(platform, scenarios, baseline_seconds, gap_seconds,
+                                                   fault_free_seconds, surges),
+                                       forward_deploys_forever(platform, pipeline)])
+            seconds = loop.time() - started
         truth = await platform.faults()
     faults = [r for r in truth if r.get("fault")]
     surges = [r for r in truth if not r.get("fault")]
@@ -172,7 +189,7 @@ async def run_scenarios(config: OpsWatchConfig, scenarios: list[Scenario], *, ra
 
 
 async def _inject_all(platform: PlatformProcess, scenarios: list[Scenario], baseline_seconds: float,
-                      gap_seconds: float) -> None:
+                      gap_seconds: float, fault_free_seconds: float = 0.0, surges: Sequence[dict] = ()) -> None:
     await asyncio.sleep(baseline_seconds)
     for scenario in scenarios:
         record = await platform.inject(FaultPlan(scenario.kind, scenario.target, 0.0, scenario.for_seconds),
@@ -180,6 +197,14 @@ async def _inject_all(platform: PlatformProcess, scenarios: list[Scenario], base
         log.warning("scenario: injected %s into %s from %s to %s", record["kind"], record["target"],
                     record["start"], record["end"])
         await asyncio.sleep(scenario.for_seconds + gap_seconds)
+    for body in surges:
+        async with httpx.AsyncClient(timeout=30) as client:  # a deploy's rolling restart takes a moment
+            r = await client.post(f"{platform.info['control']}/surges", json=body)
+            r.raise_for_status()
+        record = r.json()
+        log.warning("scenario: legitimate surge %s on %s from %s to %s", record["kind"], record["target"],
+                    record["start"], record["end"])
+    await asyncio.sleep(fault_free_seconds)
 
 
 async def _headless(pipeline: Pipeline, coroutines: list) -> None:

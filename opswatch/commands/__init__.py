@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "report",
     "silence",
     "platform",
+    "rules",
 )
 
 

@@ -34,6 +34,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     backfill.add_argument("--end", type=_rfc3339, help="end of the history, RFC 3339 (default now, rounded down)")
     backfill.add_argument("--rate", type=float, default=20.0,
                           help="mean traffic in requests/s, as the live platform's --rate (default 20)")
+    backfill.add_argument("--retention", type=_duration, default="15d",
+                          help="the store's retention (default 15d, Prometheus's): a history ending longer ago than "
+                               "this is dropped; raise it for a fixed --end in the past")
     backfill.add_argument("--surges", choices=("calendar", "none"), default="calendar",
                           help="the weekly calendar of legitimate surges, as the live platform's --surges "
                                "(default calendar)")
@@ -57,6 +60,15 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     scenario.set_defaults(func=_scenario)
 
 
+def _duration(text: str) -> float:
+    from opswatch.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _rfc3339(text: str) -> float:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -69,11 +81,12 @@ def _rfc3339(text: str) -> float:
 def _backfill(args: argparse.Namespace) -> int:
     from opswatch.errors import StorageError
     from sample_platform.backfill import backfill
+    from opswatch.durations import format_duration
     from sample_platform.groundtruth import rfc3339
 
     try:
         result = backfill(args.data_dir, args.days, args.seed, args.faults, args.step, args.end, args.rate,
-                          surges=args.surges)
+                          retention_ms=round(args.retention * 1000), surges=args.surges)
     except ValueError as exc:
         print(f"opswatch platform backfill: {exc}", file=sys.stderr)
         return 2
@@ -85,7 +98,8 @@ def _backfill(args: argparse.Namespace) -> int:
           f"{rfc3339(result.end)} into {args.data_dir / 'opswatch.db'} in {result.seconds:.1f} s; ground truth "
           f"({faults} faults, {len(result.records) - faults} surges): {result.truth_path}")
     if result.too_old:
-        print(f"{result.too_old:,} samples older than the store's retention (15 days before now) were not written")
+        print(f"{result.too_old:,} samples older than the store's retention ({format_duration(args.retention)} "
+              f"before now) were not written; see --retention")
     return 0
 
 

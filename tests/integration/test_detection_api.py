@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from alerting.model import rfc3339
+from detection.ensemble import SUGGESTED_THRESHOLD
 from opswatch.api import create_api
 from opswatch.config import load_config
 from opswatch.pipeline import Pipeline
@@ -70,8 +71,7 @@ def pipeline_factory(tmp_path):
     made = []
 
     def make() -> Pipeline:
-        config = load_config(None, data_dir=str(tmp_path), scrape_interval="1s", rate_window="10s", api_token=TOKEN,
-                             detection={"window": 60, "min_points": 10})
+        config = load_config(None, data_dir=str(tmp_path), scrape_interval="1s", rate_window="10s", api_token=TOKEN)
         made.append(Pipeline(config, targets=[], clock=lambda: T0 / 1000))
         return made[-1]
 
@@ -86,7 +86,7 @@ def test_explain_feedback_and_calendar_over_http(pipeline_factory):
     api = Served(pipeline)
     try:
         first = run(pipeline, service, range(120), {range(80, 100): 0.3})
-        assert max(first[s] for s in range(80, 100)) > 5, "the first burst was not detected"
+        assert max(first[s] for s in range(80, 100)) > SUGGESTED_THRESHOLD, "the first burst was not detected"
 
         explained = api.get("/api/v1/detection/explain", job="gift", signal="error_ratio").json()["data"]
         [row] = explained
@@ -128,7 +128,7 @@ def test_explain_feedback_and_calendar_over_http(pipeline_factory):
                   if a["labels"]["alertname"] == "ErrorRatioAnomaly" and a["state"] != "resolved"]
         assert not active
         fourth = run(pipeline, service, range(240, 300), {range(270, 290): 0.9})
-        assert max(fourth.values()) > 5, "a larger burst after the window must fire"
+        assert max(fourth.values()) > SUGGESTED_THRESHOLD, "a larger burst after the window must fire"
     finally:
         api.stop()
 

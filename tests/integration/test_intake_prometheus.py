@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 
@@ -122,6 +124,26 @@ alerting:
     # ended when the rule stopped (Prometheus's resolved alert), not at its last endsAt 4 resends later
     assert stop_at * 1000 <= parse_rfc3339(resolved["endsAt"]) <= stop_at * 1000 + 2500, resolved
     assert alerts(ops)["PostgresDown"]["state"] == "firing"
+
+    # read back as from an Alertmanager: amtool (Debian's, beside prometheus-alertmanager) queries GET /api/v2/alerts
+    def amtool_query(*flags: str) -> dict[str, dict]:
+        done = subprocess.run([binary("amtool"), f"--alertmanager.url={ops}", "alert", "query", "-o", "json", *flags,
+                               "service=~postgres|gift"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return {a["labels"]["alertname"]: a for a in json.loads(done.stdout)}
+
+    # amtool shows active alerts by default: gift's page is inhibited by its failing dependency, postgres
+    assert set(amtool_query()) == {"PostgresDown"}
+    shown = amtool_query("--active", "--inhibited")
+    assert set(shown) == {"PostgresDown", "GiftErrors"}, shown  # filtered: billing is not asked for
+    assert shown["PostgresDown"]["status"]["state"] == "active" and shown["PostgresDown"]["receivers"] == [{"name": "log"}]
+    assert shown["PostgresDown"]["fingerprint"] == down["fingerprint"]
+    assert shown["GiftErrors"]["status"]["state"] == "suppressed"
+    assert shown["GiftErrors"]["status"]["inhibitedBy"] == [down["fingerprint"]], shown["GiftErrors"]
+    muted = httpx.get(f"{ops}/api/v2/alerts", params={"active": "false"}, timeout=5).json()
+    assert [a["labels"]["alertname"] for a in muted] == ["GiftErrors"]
+    bad = httpx.get(f"{ops}/api/v2/alerts", params={"filter": "service=~("}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("filter/receiver:")
 
     # straight to the intake: a wrong token, then a hostile payload beside a good alert
     good = {"labels": {"alertname": "Manual", "service": "redis"}, "startsAt": rfc3339(int(time.time() * 1000))}

@@ -28,6 +28,7 @@ from sample_platform.surges import calendar
 from storage.sqlite import SQLiteStore
 
 END = 1_795_046_400.0  # 2026-11-19T00:00:00Z, a Thursday: the day before has deploys, a push, maybe a celebrity
+RETENTION_MS = 10 * 365 * 86_400_000  # the store keeps the fixed range however long ago it ends
 DAY = 86_400.0
 
 
@@ -40,11 +41,12 @@ def _dump(data_dir: Path) -> list[tuple]:
 
 def test_same_seed_same_history_and_ground_truth(tmp_path):
     """The same history in another process (another string-hash seed, through the command line)."""
-    a = backfill(tmp_path / "a", 0.5, seed=7, faults=4, end=END)
+    a = backfill(tmp_path / "a", 0.5, seed=7, faults=4, end=END, retention_ms=RETENTION_MS)
     subprocess.run([sys.executable, "-m", "opswatch.cli", "platform", "backfill", "--days", "0.5", "--seed", "7",
-                    "--faults", "4", "--end", "2026-11-19T00:00:00Z", "--data-dir", str(tmp_path / "b")],
+                    "--faults", "4", "--end", "2026-11-19T00:00:00Z", "--retention", "10y",
+                    "--data-dir", str(tmp_path / "b")],
                    check=True, capture_output=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "12345"})
-    c = backfill(tmp_path / "c", 0.5, seed=8, faults=4, end=END)
+    c = backfill(tmp_path / "c", 0.5, seed=8, faults=4, end=END, retention_ms=RETENTION_MS)
     assert a.truth_path.read_bytes() == (tmp_path / "b" / "faults.jsonl").read_bytes()
     assert a.samples > 0
     assert _dump(tmp_path / "a") == _dump(tmp_path / "b")
@@ -53,7 +55,7 @@ def test_same_seed_same_history_and_ground_truth(tmp_path):
 
 
 def test_ground_truth_holds_the_calendar_surges_and_k_labelled_faults(tmp_path):
-    result = backfill(tmp_path, 1, seed=3, faults=5, end=END)
+    result = backfill(tmp_path, 1, seed=3, faults=5, end=END, retention_ms=RETENTION_MS)
     lines = result.truth_path.read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert lines == [json.dumps(r, sort_keys=True) for r in records]  # the live log's format
@@ -78,14 +80,15 @@ def test_an_existing_ground_truth_log_is_kept_and_a_bad_one_stops_the_backfill(t
             "expected_impact": ["user_profile"]}
     log = tmp_path / "faults.jsonl"
     log.write_text(json.dumps(live) + "\n")
-    first = backfill(tmp_path, 0.1, seed=1, faults=2, end=END)
-    again = backfill(tmp_path, 0.1, seed=1, faults=2, end=END)  # the same records replace themselves
+    first = backfill(tmp_path, 0.1, seed=1, faults=2, end=END, retention_ms=RETENTION_MS)
+    # the same records replace themselves
+    again = backfill(tmp_path, 0.1, seed=1, faults=2, end=END, retention_ms=RETENTION_MS)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert live in records and len(records) == len(first.records) + 1 == len(again.records) + 1
     log.write_text(log.read_text() + "not json\n")
     before = _dump(tmp_path)
     with pytest.raises(ValueError, match=rf"faults.jsonl:{len(records) + 1}: not a ground-truth record"):
-        backfill(tmp_path, 0.1, seed=2, faults=2, end=END)
+        backfill(tmp_path, 0.1, seed=2, faults=2, end=END, retention_ms=RETENTION_MS)
     assert _dump(tmp_path) == before
 
 
@@ -96,7 +99,7 @@ def _epoch(text: str) -> float:
 
 
 def test_the_store_is_the_demos_with_rollups_and_golden_signals(tmp_path):
-    backfill(tmp_path, 0.5, seed=1, faults=0, end=END)
+    backfill(tmp_path, 0.5, seed=1, faults=0, end=END, retention_ms=RETENTION_MS)
     store = SQLiteStore(tmp_path / "opswatch.db")  # what `opswatch demo --data-dir` opens
     try:
         hourly = store.select("up", step_ms=3_600_000)

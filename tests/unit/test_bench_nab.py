@@ -19,6 +19,7 @@ import pytest
 
 from detection.evaluation import bench_nab
 from detection.evaluation.bench_nab import DETECTORS, RESULT_COLUMNS, main, run_detector, to_anomaly_score
+from opswatch.config import DetectionConfig
 
 NAB_PROFILES = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "nab" / "config" / "profiles.json"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -74,12 +75,13 @@ def profiles(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, profiles):
-    """The tiny corpus run once through ``main`` with the default detector: (root, results_dir, printed JSON)."""
+    """The tiny corpus run once through ``main`` with ``robust_zscore`` (its warm-up is a fixed 72 points):
+    (root, results_dir, printed JSON)."""
     root = tmp_path_factory.mktemp("nab")
     data_dir, windows = write_corpus(root)
     results = root / "results"
     capture = _run_main(["--results-dir", str(results), "--data-dir", str(data_dir), "--windows", str(windows),
-                         "--profiles", str(profiles)])
+                         "--profiles", str(profiles), "--detector", "robust_zscore"])
     return root, results, capture
 
 
@@ -98,8 +100,12 @@ def result_path(results: Path, key: str, detector: str = "robust_zscore") -> Pat
     return results / detector / category / f"{detector}_{name}"
 
 
-def test_default_detector_is_robust_zscore_and_null_is_registered():
-    assert bench_nab.DEFAULT_DETECTOR == "robust_zscore"
+def test_default_detector_is_the_live_default_and_null_is_registered(tmp_path, profiles):
+    assert bench_nab.DEFAULT_DETECTOR == "ensemble" == DetectionConfig().detector
+    data_dir, windows = write_corpus(tmp_path)
+    printed = _run_main(["--results-dir", str(tmp_path / "results"), "--data-dir", str(data_dir),
+                         "--windows", str(windows), "--profiles", str(profiles)])
+    assert printed["detector"] == "ensemble" and printed["scores"]["standard"]["normalized"] > 50.0
     det = DETECTORS["robust_zscore"]()
     assert (det.window, det.min_points, det.direction) == (288, 72, "both")
     assert DETECTORS["null"]().update(0, 1.0).score == 0.0
@@ -168,7 +174,7 @@ def test_no_look_ahead_scores_of_a_prefix_do_not_depend_on_the_rest(tmp_path, pr
     data_dir, windows = write_corpus(tmp_path, n_rows=k)
     results = tmp_path / "results"
     _run_main(["--results-dir", str(results), "--data-dir", str(data_dir), "--windows", str(windows),
-               "--profiles", str(profiles)])
+               "--profiles", str(profiles), "--detector", "robust_zscore"])
     for key in SPEC:
         prefix = pd.read_csv(result_path(results, key))
         full = pd.read_csv(result_path(full_results, key))

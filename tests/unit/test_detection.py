@@ -208,7 +208,7 @@ def snapshot(feed_rate: float, gift_rate: float, feed_err: float = 0.0) -> dict[
 
 
 def test_engine_scores_only_signals_with_a_policy():
-    engine = ScoringEngine(window=10, min_points=3)
+    engine = ScoringEngine(detector="robust_zscore", window=10, min_points=3)
     scores = engine.update(0, snapshot(10.0, 1000.0))
     assert set(scores) == {("feed", "request_rate"), ("feed", "error_ratio"),
                            ("gift", "request_rate"), ("gift", "error_ratio")}  # no ("*", "up")
@@ -216,7 +216,7 @@ def test_engine_scores_only_signals_with_a_policy():
 
 
 def test_engine_keeps_one_baseline_per_job_and_signal():
-    engine = ScoringEngine(window=10, min_points=3)
+    engine = ScoringEngine(detector="robust_zscore", window=10, min_points=3)
     for t in range(3):
         engine.update(t * 1000, snapshot(10.0, 1000.0))
     scores = engine.update(3000, snapshot(10.0, 1000.0))
@@ -226,7 +226,7 @@ def test_engine_keeps_one_baseline_per_job_and_signal():
 
 
 def test_engine_applies_the_signal_policy():
-    engine = ScoringEngine(window=10, min_points=3)
+    engine = ScoringEngine(detector="robust_zscore", window=10, min_points=3)
     for t in range(3):
         engine.update(t * 1000, snapshot(10.0, 1000.0))
     scores = engine.update(3000, snapshot(feed_rate=4.0, gift_rate=5000.0, feed_err=0.03))
@@ -239,7 +239,7 @@ def test_engine_applies_the_signal_policy():
 
 
 def test_engine_latest_holds_the_newest_score_per_key():
-    engine = ScoringEngine(window=10, min_points=3)
+    engine = ScoringEngine(detector="robust_zscore", window=10, min_points=3)
     for t in range(4):
         engine.update(t * 1000, snapshot(10.0, 1000.0))
     engine.update(4000, {"feed": {"request_rate": 10.0, "error_ratio": math.nan}})  # only feed, error NaN
@@ -250,7 +250,7 @@ def test_engine_latest_holds_the_newest_score_per_key():
 
 
 def test_engine_with_custom_policies():
-    engine = ScoringEngine(window=5, min_points=2, policies={"up": SignalPolicy("down", min_scale=0.1)})
+    engine = ScoringEngine(detector="robust_zscore", window=5, min_points=2, policies={"up": SignalPolicy("down", min_scale=0.1)})
     for t in range(2):
         engine.update(t, {"feed": {"up": 1.0, "request_rate": 10.0}})
     scores = engine.update(2, {"feed": {"up": 0.0, "request_rate": 0.0}})

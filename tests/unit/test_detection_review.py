@@ -119,10 +119,10 @@ def test_a_permanent_step_fires_then_is_rebaselined_and_scores_normally_around_t
     values = np.concatenate([noisy(100, 0.05, 0.002, 4), noisy(300, 0.15, 0.002, 5)])
     values[350] = 0.40  # a spike on the new level (the policy's spread is at least 25 % of the baseline)
     key = ("gift", "latency_p99_seconds")
-    stuck = feed(ScoringEngine(window=60, min_points=20), values)
+    stuck = feed(ScoringEngine(detector="robust_zscore", window=60, min_points=20), values)
     assert min(stuck[100:400]) > 5  # without re-baselining the step pages for ever
 
-    engine = ScoringEngine(window=60, min_points=20, rebaseline_after=12)
+    engine = ScoringEngine(detector="robust_zscore", window=60, min_points=20, rebaseline_after=12)
     scores = feed(engine, values)
     assert min(scores[100:112]) > 5  # it fires while the shift is being confirmed
     assert engine.rebaselined[key] == T0 + 111 * STEP
@@ -134,7 +134,7 @@ def test_a_permanent_step_fires_then_is_rebaselined_and_scores_normally_around_t
 
 def test_a_ramp_is_not_a_stable_level_and_keeps_being_reported():
     values = np.concatenate([noisy(100, 1.0, 0.01, 6), 1.0 + 0.05 * np.arange(1, 101)])
-    engine = ScoringEngine(window=60, min_points=20, rebaseline_after=12)
+    engine = ScoringEngine(detector="robust_zscore", window=60, min_points=20, rebaseline_after=12)
     scores = feed(engine, values, signal="saturation_ratio")
     assert ("gift", "saturation_ratio") not in engine.rebaselined
     assert min(scores[110:200]) > 5
@@ -168,20 +168,20 @@ def test_overrides_apply_in_order_and_default_to_the_signal_policies():
 
 def test_sensitivity_scales_scores_and_impact_floors_ignore_small_deviations():
     values = noisy(60, 0.100, 0.002, 9)
-    values[40] = 0.130  # +30 ms: a rare but small latency bump
+    values[40] = 0.160  # +60 ms: a rare but small latency bump (above the default floor, half the baseline)
     values[50] = 0.300  # +200 ms
-    plain = feed(ScoringEngine(window=30, min_points=10), values)
-    floors = [PolicyOverride((Matcher("job", "=", "gift"),), {"min_impact": 0.05, "sensitivity": 2.0})]
-    engine = ScoringEngine(window=30, min_points=10, overrides=floors)
+    plain = feed(ScoringEngine(detector="robust_zscore", window=30, min_points=10), values)
+    floors = [PolicyOverride((Matcher("job", "=", "gift"),), {"min_impact": 0.08, "sensitivity": 2.0})]
+    engine = ScoringEngine(detector="robust_zscore", window=30, min_points=10, overrides=floors)
     scored = feed(engine, values)
-    assert plain[40] > 1 and scored[40] == 0.0  # below the 50 ms floor
+    assert plain[40] > 1 and scored[40] == 0.0  # below the 80 ms floor
     assert scored[50] == pytest.approx(2 * plain[50])
-    relative = ScoringEngine(window=30, min_points=10, overrides=[
-        PolicyOverride((), {"min_relative_impact": 0.5})])
+    relative = ScoringEngine(detector="robust_zscore", window=30, min_points=10, overrides=[
+        PolicyOverride((), {"min_relative_impact": 0.75})])
     rel = feed(relative, values)
     assert rel[40] == 0.0 and rel[50] == pytest.approx(plain[50])
     assert relative.explanations[("gift", "latency_p99_seconds")].reason == ""
-    other = feed(ScoringEngine(window=30, min_points=10, overrides=floors), values, job="feed")
+    other = feed(ScoringEngine(detector="robust_zscore", window=30, min_points=10, overrides=floors), values, job="feed")
     assert other == pytest.approx(plain, nan_ok=True)
 
 
@@ -222,7 +222,7 @@ def test_feedback_silences_the_same_pattern_for_that_series_only(tmp_path):
         values[at] = 0.07 + 0.002 * (at // 100)
     values[350] = 0.12  # a real incident, much larger
     log = FeedbackLog(tmp_path / "feedback.jsonl")
-    engine = ScoringEngine(window=60, min_points=20, feedback=log)
+    engine = ScoringEngine(detector="robust_zscore", window=60, min_points=20, feedback=log)
     scores = feed(engine, values[:101], signal="error_ratio")
     assert scores[100] > 5
     marked = engine.explanations[key]  # the analyst marks the burst (the API reads it from the recorded series)
@@ -233,7 +233,7 @@ def test_feedback_silences_the_same_pattern_for_that_series_only(tmp_path):
     later = feed(engine, values[150:], signal="error_ratio", start=150)
     assert later[50] == 0.0 and later[150] == 0.0  # the bursts at 200 and 300
     assert later[200] > 5  # the larger incident still pages
-    other = feed(ScoringEngine(window=60, min_points=20, feedback=log), values, job="feed", signal="error_ratio")
+    other = feed(ScoringEngine(detector="robust_zscore", window=60, min_points=20, feedback=log), values, job="feed", signal="error_ratio")
     assert other[200] > 5  # another job's bursts are not covered
     assert FeedbackLog(tmp_path / "feedback.jsonl").floors({"job": "gift", "signal": "error_ratio"}) == \
         log.floors({"job": "gift", "signal": "error_ratio"})

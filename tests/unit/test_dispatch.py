@@ -106,3 +106,18 @@ def test_the_notification_log_survives_a_restart(tmp_path):
     path.write_text('{"version": 1, "entries": [{"group_key": 1}]}')
     with pytest.raises(ConfigError, match="nflog.json: cannot restore the notification log"):
         GroupDispatcher(tree, path)
+
+
+def test_a_route_muted_by_a_time_interval_holds_its_page_until_the_mute_ends():
+    from detection.time_intervals import parse_time_intervals
+    # T0 is Friday 08:00 UTC: muted until 08:05, then the held-back page goes out at the group's next flush
+    window = parse_time_intervals([{"times": [{"start_time": "07:00", "end_time": "08:05"}]}])
+    d = GroupDispatcher(build_route(
+        RouteConfig.model_validate({"receiver": "log", "routes": [
+            {"receiver": "oncall", "group_wait": "0s", "group_interval": "1m", "mute_time_intervals": ["maint"]}]}),
+        time_intervals={"maint": window}))
+    for minute in range(5):
+        assert d.flush(T0 + minute * MIN, [firing("a")]) == [], minute
+    assert d.nflog == {}                                       # nothing was logged as sent
+    [note] = d.flush(T0 + 5 * MIN, [firing("a")])
+    assert (note.receiver, note.firing) == ("oncall", ["a"])

@@ -73,13 +73,34 @@ def test_record_ratio_floor_and_no_scale_yet():
 
 
 def test_onset_filter_mutes_a_falling_score_and_passes_growth():
-    onset = OnsetFilter(half_life=10)  # one point discounts by 2^(-1/10) = 0.933
+    onset = OnsetFilter(half_life=10, hold=0)  # one point discounts by 2^(-1/10) = 0.933
     out = [onset.update(s) for s in [0.2, 3.0, 2.5, 2.0, 4.0, 3.0, 0.1]]
     assert out == [0.2, 3.0, 0.0, 0.0, 4.0, 0.0, 0.0]
     for _ in range(40):  # four half-lives: 4 -> 0.25
         onset.update(0.0)
     assert onset.update(3.0) == 3.0  # a new event after the old one faded
     assert math.isnan(onset.update(math.nan))
+
+
+def test_onset_filter_holds_the_level_then_lets_it_decay():
+    onset = OnsetFilter(half_life=1, hold=3)  # level held for 3 points, then halved every point
+    out = [onset.update(s) for s in [2.0, 1.9, 1.9, 1.9, 1.9, 1.5]]
+    assert out == [2.0, 0.0, 0.0, 0.0, 1.9, 0.0]  # the 4th point after 2.0 sees 1.0; 1.9 then holds
+    assert onset.age == 1 and onset.level == 1.9
+    for _ in range(100):
+        onset.update(0.0)
+    assert onset.age == 4  # capped at hold + 1: bounded state
+    assert math.isnan(onset.update(math.nan)) and onset.update(0.5) == 0.5  # NaN counts as a point
+
+
+def test_onset_hold_mutes_an_events_echoes_that_plain_decay_lets_through():
+    """An echo 21 points after an event's onset is part of the event for the held filter."""
+    echo = [3.0] + [0.0] * 20 + [2.9]
+    plain = OnsetFilter(half_life=10, hold=0)
+    held = OnsetFilter()  # the ensemble's: half-life 10, hold 50
+    assert [plain.update(s) for s in echo][-1] == 2.9  # 3 * 2^(-21/10) = 0.7 < 2.9: reported again
+    assert [held.update(s) for s in echo][-1] == 0.0
+    assert [held.update(s) for s in [0.0] * 50 + [2.9]][-1] == 2.9  # a later event after the hold and decay
 
 
 @pytest.mark.parametrize(
@@ -89,6 +110,8 @@ def test_onset_filter_mutes_a_falling_score_and_passes_growth():
         (lambda: RecordRatio(growth=0.5), "growth=0.5"),
         (lambda: RecordRatio(min_points=5, settle=6), "settle=6"),
         (lambda: OnsetFilter(half_life=0), "half_life=0"),
+        (lambda: OnsetFilter(hold=-1), "hold=-1"),
+        (lambda: Ensemble(onset_hold=-1), "onset_hold=-1"),
         (lambda: RangeNovelty(gain=0), "gain=0"),
         (lambda: SeasonalProfile(daily_alpha=1.5), "daily_alpha=1.5"),
         (lambda: LevelShift(spans=((100, 50),)), "spans=((100, 50),)"),

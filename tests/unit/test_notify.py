@@ -85,12 +85,13 @@ def one_incident():
     rule = next(r for r in load_rules() if r.name == "ErrorRatioAnomaly")
     tracker, incidents = AlertTracker(), IncidentManager(Topology.load())
     labels = {"alertname": rule.name, "job": "gift", "signal": "error_ratio", "severity": "warning"}
+    incident = None
     for t in range(11):
         score = Score(t * 1000, 0.5, 50.0, 0.0, 0.01)
         tracker.update(t * 1000, [Condition(labels, {"summary": "gift: error ratio"}, 50.0, "error_ratio", score,
                                             rule.for_ms)])
-        changed = incidents.update(t * 1000, tracker.alerts)
-    return changed[0], tracker.alerts
+        incident = next(iter(incidents.update(t * 1000, tracker.alerts)), incident)  # opens once the rule fires
+    return incident, tracker.alerts
 
 
 def payload(receiver: str = "oncall", status: str = "firing") -> dict:

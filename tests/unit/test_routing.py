@@ -90,3 +90,41 @@ def test_bad_inhibit_rules_name_the_key():
 
 def test_check_root_accepts_a_good_tree():
     check_root(TREE, {"default", "dba", "dba-pager", "storage", "never"})
+
+
+# T0 of these tests, 1_800_000_000_000 ms, is Friday 08:00 UTC
+FRIDAY_0800 = 1_800_000_000_000
+NIGHT = {"name": "night", "time_intervals": [{"times": [{"start_time": "00:00", "end_time": "08:00"}]}]}
+WEEKDAYS = {"name": "weekdays", "time_intervals": [{"weekdays": ["monday:friday"]}]}
+
+
+def test_time_intervals_mute_a_route_or_keep_it_to_its_active_times():
+    config = load_config(None, receivers=[{"name": "dba"}], time_intervals=[NIGHT, WEEKDAYS], route={
+        "receiver": "log", "routes": [
+            {"receiver": "dba", "matchers": ["job=postgres"], "mute_time_intervals": ["night"]},
+            {"receiver": "dba", "matchers": ["job=redis"], "active_time_intervals": ["weekdays"],
+             "routes": [{"matchers": ["severity=page"]}]}]})
+    root = build_route(config.route, time_intervals=config.time_interval_windows())
+    [postgres] = root.match({"job": "postgres"})
+    assert postgres.muted_by(FRIDAY_0800) == []                # 08:00 is the first minute after the night
+    assert postgres.muted_by(FRIDAY_0800 - 1) == ["night"]
+    [redis] = root.match({"job": "redis"})
+    assert redis.muted_by(FRIDAY_0800) == [] and redis.muted_by(FRIDAY_0800 + 24 * 3_600_000) == ["weekdays"]
+    [child] = root.match({"job": "redis", "severity": "page"})
+    assert child.muted_by(FRIDAY_0800 + 24 * 3_600_000) == []  # not inherited, as in Alertmanager
+    assert root.muted_by(FRIDAY_0800 - 1) == []
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"time_intervals": [NIGHT], "route": {"receiver": "log", "mute_time_intervals": ["night"]}},
+     "route.mute_time_intervals: the root route cannot have time intervals"),
+    ({"time_intervals": [NIGHT], "route": {"receiver": "log", "routes": [{"active_time_intervals": ["nite"]}]}},
+     "route.routes.0.active_time_intervals: 'nite' is not a time interval; define it under the top-level "
+     "time_intervals (known: night)"),
+    ({"time_intervals": [NIGHT, NIGHT]}, "time_intervals: name 'night' is used more than once"),
+    ({"time_intervals": [{"name": "x", "time_intervals": [{"times": [{"start_time": "9:00", "end_time": "8:00"}]}]}]},
+     "start_time 9:00 must be before end_time 8:00"),
+])
+def test_bad_time_intervals_are_named(settings, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(None, **settings)

@@ -101,3 +101,22 @@ def test_silence_add_arguments_become_alertmanagers_postable_silence():
 def test_bad_silence_add_arguments_are_named(argv, message):
     with pytest.raises(SystemExit, match=message):
         silence_body(args(*argv), datetime(2026, 11, 21, tzinfo=timezone.utc))
+
+
+def test_an_alert_whose_every_route_is_muted_by_time_shows_muted_by_and_pages_later(tmp_path):
+    from detection.time_intervals import parse_time_intervals
+    window = parse_time_intervals([{"times": [{"start_time": "07:00", "end_time": "08:01"}]}])  # T0: Friday 08:00
+    tree = build_route(RouteConfig.model_validate({"receiver": "log", "routes": [
+        {"receiver": "oncall", "group_wait": "0s", "group_interval": "1m", "mute_time_intervals": ["maint"]}]}),
+        time_intervals={"maint": window})
+    s = NotificationStages(TOPOLOGY, tree, [], Silences(tmp_path / "silences.json"), tmp_path / "nflog.json",
+                           "http://ops", tmp_path / "reports")
+    incidents = IncidentManager(TOPOLOGY, resolve_after_ms=MIN)
+    alert = firing("postgres")
+    alerts = {alert.fingerprint: alert}
+    incidents.update(T0, alerts)
+    assert s.run(T0, alerts, incidents).outgoing == []
+    assert s.status(alert.fingerprint) == {"state": "suppressed", "silencedBy": [], "inhibitedBy": [],
+                                           "mutedBy": ["maint"], "inhibitedReasons": []}
+    [out] = s.run(T0 + MIN, alerts, incidents).outgoing
+    assert out.payload["receiver"] == "oncall" and s.status(alert.fingerprint)["state"] == "active"

@@ -54,6 +54,16 @@ def test_vector_ensemble_equals_the_scalar_ensemble_row_by_row():
     np.testing.assert_array_equal(vector_scores(scorer, x, keys), scalar_scores(lambda j: Ensemble(min_scale=floors[j]), x))
 
 
+def test_vector_ensemble_without_onset_filter_equals_the_unfiltered_scalar_ensemble():
+    x = panel(points=1500, series=4)
+    detector = VectorEnsemble()
+    detector.onset_decay = 0.0  # how the live engine switches the filter off, hold included
+    scorer = SeriesScorer(detector)
+    expected = scalar_scores(lambda j: Ensemble(onset_half_life=0), x)
+    np.testing.assert_array_equal(vector_scores(scorer, x, list(range(4))), expected)
+    assert (expected[500:] > 0).sum() > (scalar_scores(lambda j: Ensemble(), x)[500:] > 0).sum()  # the filter mutes
+
+
 def test_vector_ensemble_explains_like_the_scalar_ensemble():
     x = panel(points=1500, series=3)
     scorer = SeriesScorer(VectorEnsemble())
