@@ -1,6 +1,7 @@
 """``opswatch bench rca`` end to end: the real platform and pipeline, a real Prometheus and Alertmanager
 (Debian packages) scraping the same nodes, one fault injected live, a legitimate surge, BARO and n-sigma on the
-stored signals, and the JSON's shape and numbers set against the ground truth (opswatch/bench_rca.py)."""
+stored signals, and the JSON's shape and numbers set against the ground truth (opswatch/bench_rca.py). It runs
+the scenario runner (opswatch/scenarios.py) that ``opswatch platform scenario`` runs, and stands for its live test."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def test_bench_rca_one_scenario_with_every_baseline(spawn, tmp_path):
     [scenario] = result["scenarios"]
     assert (scenario["kind"], scenario["target"]) == ("errors", "post")  # seed 1 picks this one
     assert scenario["detected"] and scenario["rank"] is not None and scenario["rank"] <= 3, scenario
+    assert "post_content" in scenario["expected_impact"]  # from the platform's ground truth
+    assert 0 < scenario["seconds_to_open"] <= scenario["seconds_to_page"] < 40, scenario
     assert result["ac_at_3"] == 1.0 and result["incidents_per_fault"] >= 1
     assert 0 < result["median_seconds_to_notify"] < 40 and 0 < result["purity"] <= 1
     assert len(scenario["baro_top3"]) == 3 and len(scenario["n_sigma_top3"]) == 3
@@ -50,3 +53,7 @@ def test_bench_rca_one_scenario_with_every_baseline(spawn, tmp_path):
     run = result["run"]
     assert {"surge:celebrity_live:live", "surge:deploy:gateway"} <= set(run["surges"])
     assert run["faults"] == 1 and run["fault_free_seconds"] > 0 and run["scrape_interval_seconds"] == 1.0
+    for false in result["false_incidents"]:
+        assert set(false) == {"id", "opened_at", "on_surge", "root_causes"}
+    # the ground truth and the store stay in the data directory for a look afterwards
+    assert (data / "faults.jsonl").exists() and (data / "opswatch.db").exists()
