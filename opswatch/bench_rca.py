@@ -41,7 +41,6 @@ from pathlib import Path
 import networkx as nx
 
 from alerting.model import parse_rfc3339
-from alerting.routing import build_route, default_route_config
 from sample_platform.faults import FAULT_KINDS, valid_targets
 from storage.sqlite import SQLiteStore
 from topology.graph import REFERENCE_PLATFORM, Topology
@@ -162,7 +161,7 @@ def baseline_windows(faults: list[dict], baseline_seconds: float, rate_window: f
 
 def grouping_of(config: OpsWatchConfig) -> Grouping:
     """OpsWatch's root route timers, for Alertmanager's route to match."""
-    route = build_route(config.route or default_route_config([r.name for r in config.receivers]))
+    route = config.routing_tree()
     return Grouping(route.group_wait_ms / 1000, route.group_interval_ms / 1000, route.repeat_interval_ms / 1000)
 
 

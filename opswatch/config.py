@@ -86,7 +86,7 @@ from collectors.config import ScrapeConfig, TLSConfig
 from alerting.inhibition import InhibitRuleConfig
 from alerting.matchers import parse_matchers
 from alerting.notify import LOG_RECEIVER
-from alerting.routing import NamedTimeInterval, RouteConfig, check_root
+from alerting.routing import NamedTimeInterval, Route, RouteConfig, build_route, check_root, default_route_config
 from alerting.templates import compile_template
 from detection.calendar import ExpectedEvent
 from detection.policy import PolicyOverride
@@ -407,9 +407,11 @@ class OpsWatchConfig(_Strict):
             check_root(self.route, {r.name for r in self.receivers} | {LOG_RECEIVER}, set(names))
         return self
 
-    def time_interval_windows(self) -> dict:
-        """The top-level ``time_intervals`` by name, as routes use them (:func:`alerting.routing.build_route`)."""
-        return {t.name: t.windows() for t in self.time_intervals}
+    def routing_tree(self) -> Route:
+        """The resolved routing tree: ``route``, else every receiver gets every notification
+        (:func:`alerting.routing.default_route_config`), with the top-level ``time_intervals`` its routes name."""
+        return build_route(self.route or default_route_config([r.name for r in self.receivers]),
+                           time_intervals={t.name: t.windows() for t in self.time_intervals})
 
     @model_validator(mode="after")
     def _jobs(self) -> "OpsWatchConfig":

@@ -27,7 +27,6 @@ from alerting.incidents import Incident, IncidentManager
 from alerting.lifecycle import AlertStateFile, AlertTracker
 from alerting.notify import NotificationDispatcher
 from alerting.report import build_report, write_report
-from alerting.routing import build_route, default_route_config
 from alerting.rules import DEFAULT_RULES, AnomalyFunction, RuleEvaluator, load_rule_groups
 from alerting.silences import Silences
 from alerting.stages import NotificationStages, Outgoing
@@ -153,9 +152,7 @@ class Pipeline:
                                                              config.fallback_receiver)
         # inhibit -> silence -> route -> group -> wait -> dedup; what is due goes to self.dispatcher
         self.silences = Silences(self.data_dir / "silences.json")
-        route = build_route(config.route or default_route_config([r.name for r in config.receivers]),
-                            time_intervals=config.time_interval_windows())
-        self.paging = NotificationStages(self.topology, route, config.inhibit_rules, self.silences,
+        self.paging = NotificationStages(self.topology, config.routing_tree(), config.inhibit_rules, self.silences,
                                          self.data_dir / "nflog.json", config.external_url, self.reports_dir,
                                          self.registry)
         self.snapshot = Snapshot()

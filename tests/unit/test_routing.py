@@ -104,7 +104,7 @@ def test_time_intervals_mute_a_route_or_keep_it_to_its_active_times():
             {"receiver": "dba", "matchers": ["job=postgres"], "mute_time_intervals": ["night"]},
             {"receiver": "dba", "matchers": ["job=redis"], "active_time_intervals": ["weekdays"],
              "routes": [{"matchers": ["severity=page"]}]}]})
-    root = build_route(config.route, time_intervals=config.time_interval_windows())
+    root = config.routing_tree()
     [postgres] = root.match({"job": "postgres"})
     assert postgres.muted_by(FRIDAY_0800) == []                # 08:00 is the first minute after the night
     assert postgres.muted_by(FRIDAY_0800 - 1) == ["night"]
