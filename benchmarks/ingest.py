@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import numpy as np
 
 from collectors.samples import Sample
 from collectors.scrape import ScrapeManager, Target
-from opswatch.processes import stop_process_group
+from opswatch.processes import free_port, stop_process_group
 from storage.sqlite import SQLiteStore
 
 FAMILIES = 50
@@ -186,7 +185,7 @@ def start_prometheus(page_port: int, work: Path) -> tuple[Child, str]:
     config.write_text("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1m}\n"
                       "scrape_configs:\n"
                       f"  - job_name: bench\n    static_configs: [{{targets: ['127.0.0.1:{page_port}']}}]\n")
-    port = _free_port()
+    port = free_port()
     child = Child([binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
                    f"--web.listen-address=127.0.0.1:{port}"], work / "prometheus.log")
     url = f"http://127.0.0.1:{port}"
@@ -194,11 +193,6 @@ def start_prometheus(page_port: int, work: Path) -> tuple[Child, str]:
     return child, url
 
 
-def _free_port() -> int:
-    """A port the kernel just handed out (bound to port 0), released for the child to use."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure_prometheus(url: str, seconds: float) -> dict:

@@ -17,7 +17,6 @@ import ctypes
 import json
 import signal
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,7 +30,8 @@ import httpx
 
 from alerting.model import rfc3339
 
-from .processes import stop_process_group
+from .durations import format_duration
+from .processes import free_port, stop_process_group
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "peers" / "prometheus_rules.yml"
 GROUP_BY = ("alertname", "service")
@@ -85,12 +85,6 @@ def _die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -98,17 +92,13 @@ def _binary(name: str) -> str:
     return path
 
 
-def _duration(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
-
-
 def prometheus_config(nodes: dict[str, str], scrape_interval: float, scrape_timeout: float, rules_file: Path,
                       alertmanager: str) -> dict:
     """Prometheus's configuration: every platform node (``{job: base URL}``) scraped as its own job."""
-    interval = _duration(scrape_interval)
+    interval = format_duration(scrape_interval)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
-                   "scrape_timeout": _duration(scrape_timeout)},
+                   "scrape_timeout": format_duration(scrape_timeout)},
         "rule_files": [str(rules_file)],
         "alerting": {"alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": [alertmanager]}]}]},
         "scrape_configs": [{"job_name": job, "metrics_path": urlsplit(url).path.rstrip("/") + "/metrics",
@@ -120,9 +110,9 @@ def prometheus_config(nodes: dict[str, str], scrape_interval: float, scrape_time
 def alertmanager_config(webhook_url: str, grouping: Grouping) -> dict:
     """Alertmanager's configuration: one route grouping by ``[alertname, service]`` to the webhook."""
     return {
-        "route": {"receiver": "bench", "group_by": list(GROUP_BY), "group_wait": _duration(grouping.group_wait),
-                  "group_interval": _duration(grouping.group_interval),
-                  "repeat_interval": _duration(grouping.repeat_interval)},
+        "route": {"receiver": "bench", "group_by": list(GROUP_BY), "group_wait": format_duration(grouping.group_wait),
+                  "group_interval": format_duration(grouping.group_interval),
+                  "repeat_interval": format_duration(grouping.repeat_interval)},
         "receivers": [{"name": "bench", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
     }
 
@@ -165,7 +155,7 @@ async def prometheus_stack(nodes: dict[str, str], work_dir: Path, scrape_interva
     hook = WebhookLog()
     procs: list[subprocess.Popen] = []
     try:
-        am_port, prom_port = _free_port(), _free_port()
+        am_port, prom_port = free_port(), free_port()
         am_file, prom_file = work_dir / "alertmanager.yml", work_dir / "prometheus.yml"
         am_file.write_text(yaml.safe_dump(alertmanager_config(hook.url, grouping)))
         prom_file.write_text(yaml.safe_dump(prometheus_config(nodes, scrape_interval, scrape_timeout, rules_file,

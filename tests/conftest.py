@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -12,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from opswatch.processes import stop_process_group
+from opswatch.processes import free_port, stop_process_group  # noqa: F401 (free_port: for the tests)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out (bind to port 0), released for the caller to use."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

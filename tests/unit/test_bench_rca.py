@@ -188,11 +188,11 @@ def test_notification_groups_are_incidents_from_first_firing_until_resolved():
 def test_peer_configurations_group_by_alertname_and_service_with_our_timers():
     am = alertmanager_config("http://127.0.0.1:1/hook", Grouping(30, 300, 14400))
     assert am["route"]["group_by"] == ["alertname", "service"]
-    assert (am["route"]["group_wait"], am["route"]["group_interval"]) == ("30000ms", "300000ms")
+    assert (am["route"]["group_wait"], am["route"]["group_interval"]) == ("30s", "5m")
     assert am["receivers"][0]["webhook_configs"][0] == {"url": "http://127.0.0.1:1/hook", "send_resolved": True}
     prom = prometheus_config({"gift": "http://127.0.0.1:8001", "redis": "http://127.0.0.1:8002/"}, 5, 4,
                              Path("/r.yml"), "127.0.0.1:9093")
-    assert prom["global"] == {"scrape_interval": "5000ms", "evaluation_interval": "5000ms", "scrape_timeout": "4000ms"}
+    assert prom["global"] == {"scrape_interval": "5s", "evaluation_interval": "5s", "scrape_timeout": "4s"}
     assert prom["rule_files"] == ["/r.yml"]
     assert [(j["job_name"], j["metrics_path"], j["static_configs"][0]["targets"]) for j in prom["scrape_configs"]] == [
         ("gift", "/metrics", ["127.0.0.1:8001"]), ("redis", "/metrics", ["127.0.0.1:8002"])]
