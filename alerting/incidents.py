@@ -1,11 +1,14 @@
 """Grouping alerts into incidents along the dependency graph, and the incident lifecycle.
 
-A firing alert joins an open incident when its node is connected to one of the incident's nodes in the
-dependency graph (one depends on the other, directly or transitively) or is the same node: a fault
-spreads from a dependency to its dependants, so their alerts belong together. When an alert connects
-several open incidents they merge into the oldest. An incident resolves once none of its alerts has been
-pending or firing for ``resolve_after_ms``; until then, related alerts still join it (so a flapping
-symptom does not open a second incident). Every change re-ranks the root cause and, with a change log,
+A firing alert joins an open incident when its node is connected in the dependency graph (one depends on
+the other, directly or transitively) to the node of one of the incident's alerts that is still pending or
+firing: a fault spreads from a dependency to its dependants, so alerts on connected nodes that overlap in
+time belong together. An alert on a node the incident already holds joins it even when that node's alerts
+have resolved, so a flapping symptom does not open a second incident. Connection alone is not enough: in
+a connected graph almost every node reaches every other through a shared caller (the gateway), so an
+incident whose alerts have all resolved must not absorb a new fault elsewhere while it waits out
+``resolve_after_ms``. When an alert connects several open incidents they merge into the oldest. An
+incident resolves once none of its alerts has been pending or firing for ``resolve_after_ms``. Every change re-ranks the root cause and, with a change log,
 lists the deploys and configuration changes that preceded the first anomaly.
 
 People act on an incident through :meth:`IncidentManager.acknowledge`, :meth:`~IncidentManager.assign`,
@@ -111,9 +114,14 @@ class IncidentManager:
         self._dependency_order = {n: i for i, n in enumerate(reversed(list(nx.topological_sort(topology.graph))))}
         self._counter = 0
 
-    def _related(self, node: str, incident: Incident) -> bool:
+    def _related(self, node: str, incident: Incident, alerts: dict[str, Alert]) -> bool:
+        """Whether an alert on ``node`` joins ``incident``: the same node, or connected to the node of one of its
+        alerts that is not resolved (see the module docstring)."""
+        if node in incident.nodes:
+            return True
         related = self._closure.get(node, {node})
-        return any(n in related for n in incident.nodes)
+        return any(a.node in related for fp in incident.alert_fingerprints
+                   if (a := alerts.get(fp)) is not None and a.state != "resolved")
 
     def _new_id(self, now_ms: int) -> str:
         self._counter += 1
@@ -233,7 +241,7 @@ class IncidentManager:
             # Already in an active incident (an incident resolved by hand no longer holds its alerts).
             if any(alert.fingerprint in i.alert_fingerprints for i in self.open_incidents()):
                 continue
-            targets = [i for i in self.open_incidents() if self._related(alert.node, i)]
+            targets = [i for i in self.open_incidents() if self._related(alert.node, i, alerts)]
             if not targets:
                 incident = Incident(self._new_id(now_ms), now_ms)
                 self.incidents[incident.id] = incident

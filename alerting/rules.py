@@ -31,6 +31,7 @@ names the file, the group, the rule, the key and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -51,7 +52,8 @@ from opswatch.config_errors import describe_validation_error
 from opswatch.durations import parse_duration
 from opswatch.errors import ConfigError
 from storage.base import Store
-from storage.promql import NAME, CallContext, Engine, InstantSample, PromQLError, Selector, compile_query
+from storage.promql import (NAME, Aggregate, Binary, Call, CallContext, Engine, InstantSample, Number, PromQLError,
+                            Selector, compile_query)
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +271,17 @@ class AlertingRule:
     labels: dict[str, jinja2.Template]
     annotations: dict[str, jinja2.Template]
     where: str = ""
+    reads_score: bool = False  # the expression's value is an anomaly score (see evaluate)
 
     def evaluate(self, engine: Engine, now_ms: int,
                  scores: Mapping[tuple[str, str], Score] | None = None) -> list[Condition]:
         """The series for which the expression holds at ``now_ms``, as conditions.
+
+        A condition's evidence is the explanation of (its ``job``, its ``signal``) in ``scores``, else the
+        streaming ``anomaly()`` explanation of its labels. When the expression reads an anomaly score
+        (``opswatch_anomaly_score``, ``anomaly(...)``; e.g. ``max_over_time(...[30s]) > 1.1``), its value is
+        the score: the explanation gives the observed value and the baseline, not its score now (which may
+        have fallen back while the window still holds the peak); without one, baseline and observed are NaN.
 
         :param scores: detector explanations by (job, signal) (the pipeline's scoring engine), for evidence.
         :raises PromQLError: when the expression fails (e.g. duplicate series in a match), with the rule named.
@@ -290,6 +299,9 @@ class AlertingRule:
             annotations = {k: t.render(context) for k, t in self.annotations.items()}
             score = (scores or {}).get((labels.get("job", ""), labels.get("signal", "")))
             score = score or explanations.get(labels_key({k: v for k, v in s.labels.items() if k != NAME}))
+            if self.reads_score:
+                score = (dataclasses.replace(score, score=s.value) if score is not None
+                         else Score(now_ms, math.nan, s.value, math.nan, math.nan))
             out.append(Condition(labels, annotations, s.value, labels.get("signal", ""), score,
                                  self.for_ms, self.keep_firing_for_ms))
         return out
@@ -406,9 +418,31 @@ class RuleEvaluator:
 
 # ---------------------------------------------------------------------------------------------------- loading
 
+_SCORE_KEEPING_CALLS = ("avg_over_time", "min_over_time", "max_over_time", "last_over_time", "clamp_min", "clamp_max")
+_FILTERS = ("==", "!=", ">", "<", ">=", "<=")
+
+
+def _reads_score(node: object) -> bool:
+    """Whether a compiled expression's value is an anomaly score: ``opswatch_anomaly_score`` or ``anomaly()``,
+    through functions, aggregations, filters and set operations that keep a sample's value (``max_over_time``,
+    ``max by``, ``> 1.1``, ``and``), not through arithmetic or ``bool`` comparisons."""
+    if isinstance(node, Selector):
+        return node.name == "opswatch_anomaly_score"
+    if isinstance(node, Call):
+        return node.name == "anomaly" or (node.name in _SCORE_KEEPING_CALLS and _reads_score(node.args[0]))
+    if isinstance(node, Aggregate):
+        return node.op in ("max", "min", "avg") and _reads_score(node.expr)
+    if isinstance(node, Binary):
+        if node.op in ("and", "unless") or (node.op in _FILTERS and not node.return_bool):
+            # a comparison with a number on the left keeps the right-hand side's values
+            return _reads_score(node.rhs if isinstance(node.lhs, Number) else node.lhs)
+        return node.op == "or" and _reads_score(node.lhs) and _reads_score(node.rhs)
+    return False
+
+
 def _compile(spec: RuleSpec, where: str) -> AlertingRule | RecordingRule:
     try:
-        compile_query(spec.expr, ("anomaly",))
+        tree = compile_query(spec.expr, ("anomaly",))
     except PromQLError as exc:
         raise ConfigError(f"{where}, key 'expr': {exc}; write PromQL as storage/promql.py evaluates it, "
                           f"e.g. 'job:error_ratio > 0.25' or 'anomaly(job:latency_p99_seconds) > 5'") from exc
@@ -417,7 +451,8 @@ def _compile(spec: RuleSpec, where: str) -> AlertingRule | RecordingRule:
     labels = {k: _template(v, f"{where}, key 'labels.{k}'") for k, v in spec.labels.items()}
     annotations = {k: _template(v, f"{where}, key 'annotations.{k}'") for k, v in spec.annotations.items()}
     return AlertingRule(spec.alert, spec.expr, int(parse_duration(spec.for_ or "0s") * 1000),
-                        int(parse_duration(spec.keep_firing_for or "0s") * 1000), labels, annotations, where)
+                        int(parse_duration(spec.keep_firing_for or "0s") * 1000), labels, annotations, where,
+                        _reads_score(tree))
 
 
 def _name_rules_in(message: str, raw: object) -> str:

@@ -211,4 +211,9 @@ def mount_dashboards(server: Any, sources: Sources) -> Dash:
                suppress_callback_exceptions=True)
     app.layout = dashboards.layout
     dashboards.register(app)
+    # Dash adds the assets (opswatch.js, opswatch.css) to its pages in a one-time setup that its FastAPI
+    # middleware runs only for "/" and "/_dash-*" requests, not for the catch-all that serves every other
+    # page: a first page opened at /service/... came without them and its clientside callbacks failed.
+    # Run that setup now, with every callback registered, so every page has them from the first request.
+    app._setup_server()
     return app

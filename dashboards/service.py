@@ -13,7 +13,7 @@ import time
 from dash import Input, Output, dcc, html
 
 from detection.ensemble import SUGGESTED_THRESHOLD
-from detection.signals import SIGNALS
+from detection.signals import OPTIONAL_SIGNALS, SIGNALS
 from storage.matchers import Matcher
 
 from .charts import SIGNAL_UNITS, anomaly_figure
@@ -90,7 +90,8 @@ class ServicePage:
             values = _series(s, f"job:{signal}", {"job": node}, start_ms, end_ms)
             unit, factor = SIGNAL_UNITS.get(signal, ("", 1.0))
             if values is None:
-                charts.append(html.Div(f"{signal}: no data in this range", className="chart-empty"))
+                if signal not in OPTIONAL_SIGNALS:  # a cache's or a consumer's signal: other jobs never have it
+                    charts.append(html.Div(f"{signal}: no data in this range", className="chart-empty"))
                 continue
             labels = {"job": node, "signal": signal}
             fig = anomaly_figure(signal, values, _series(s, "opswatch_anomaly_score", labels, start_ms, end_ms),

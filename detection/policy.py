@@ -71,6 +71,17 @@ DEFAULT_POLICIES: dict[str, SignalPolicy] = {
                                         min_relative_impact=0.5),
     # Five points of the worker pool.
     "saturation_ratio": SignalPolicy("up", min_scale=0.05, min_impact=0.05),
+    # Only a drop is a symptom (a warmer cache is not). Spread at least 2 points, impact 5 points: a hit ratio
+    # wobbles by 1-3 points with the key mix. The ensemble's floor applies to how far a value goes beyond the
+    # lowest ratio seen, and a cache that fails descends in steps as the rate window slides over the failure
+    # (at 1 s scrapes and a 30 s window, 2-5 points a step), so a floor of 10 points would never see it.
+    "cache_hit_ratio": SignalPolicy("down", min_scale=0.02, min_impact=0.05),
+    # Only a growing backlog is a symptom. A healthy consumer's lag is what arrived since its last poll, a few
+    # to a few tens of messages; spread at least 1 message and a tenth of the baseline; impact 10 messages and
+    # a quarter of the baseline beyond the highest lag seen: a backlog grows by what the consumer fails to
+    # process each scrape interval, so a floor of 100 messages would only ever see a burst, never a ramp.
+    "consumer_lag": SignalPolicy("up", min_scale=1.0, min_relative_scale=0.1, min_impact=10.0,
+                                 min_relative_impact=0.25),
 }
 """The golden signals' policies: one set for every job, not tuned per service. The impact floors hold for
 both detectors; with the ensemble the baseline of a new record is the edge of the range the series has shown,

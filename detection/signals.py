@@ -10,6 +10,13 @@ an SRE would write:
 ``latency_p90_seconds``  the same at 0.9: the bulk of the requests, where p99 of a quiet job is its slowest one
 ``saturation_ratio``     ``rate(worker_busy_seconds_total[w]) / worker_pool_size``, 0..1
 ``up``                   the last ``up`` sample (1 scraped fine, 0 down)
+``cache_hit_ratio``      ``sum by (job) (rate(redis_keyspace_hits_total[w])) / sum by (job)
+                         (rate(redis_keyspace_hits_total[w]) + rate(redis_keyspace_misses_total[w]))``, 0..1:
+                         redis_exporter's GET hits and misses, any redis target (see :data:`CACHE_LOOKUPS`)
+``consumer_lag``         ``max by (job) (max by (consumergroup) (kafka_consumergroup_lag)
+                         * on (consumergroup) group_right kafka_consumer_group_info)``, messages: kafka_exporter's
+                         lag (scraped from the broker, ``job="kafka"``) attributed to the job that consumes;
+                         see :data:`CONSUMER_INFO`
 =======================  =====================================================================================
 
 Each ``rate`` is Prometheus's (extrapolated over the window ``[now - w, now]``), so a series that appears
@@ -30,8 +37,25 @@ import numpy as np
 from storage.base import Store
 from storage.functions import extrapolated_rate, histogram_quantile
 
-SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "up")
+SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "up",
+           "cache_hit_ratio", "consumer_lag")
 """Signal names, in display order."""
+
+OPTIONAL_SIGNALS = ("cache_hit_ratio", "consumer_lag")
+"""Signals only some jobs have (a cache, a consumer): NaN on every other job, so views leave them out there."""
+
+CACHE_LOOKUPS = {"redis_keyspace_hits_total": "hit", "redis_keyspace_misses_total": "miss"}
+"""Counters of cache lookups (redis_exporter's names) and what each counts. An application's in-process cache
+(the reference platform's ``user_cache_requests_total{tier="l1"}``) is left out: at a few lookups per second
+its ratio over a 30 s window wanders by several points (binomial noise), as far as a record low that would
+page under ``cache_hit_ratio``'s floor."""
+
+CONSUMER_INFO = "kafka_consumer_group_info"
+"""Info metric (always 1) a consuming service exposes, ``{topic, consumergroup}``: the job that exposes it
+runs that consumer group, so the broker's lag for the group is that job's ``consumer_lag`` (the join on an
+info metric Prometheus users write with ``group_left``/``group_right``). A group no job claims is attributed
+to the job of the same name, if one is scraped (the convention of naming a group after its service); else it
+is not recorded: a lag on ``job="kafka"`` would blame the broker for a slow consumer."""
 
 MIN_COVERAGE = 0.75
 """Fraction of the window a series must span before its rate counts."""
@@ -99,4 +123,22 @@ def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> 
         busy = rate(ts.values)
         if pool.get(job, 0) > 0 and not math.isnan(busy):
             out[job]["saturation_ratio"] = min(1.0, busy / pool[job])
+
+    lookups: dict[str, dict[str, float]] = defaultdict(lambda: {"hit": 0.0, "miss": 0.0})
+    for name, result in CACHE_LOOKUPS.items():
+        for ts in filter(covered, series(name)):
+            r = rate(ts.values)
+            if not math.isnan(r):
+                lookups[ts.labels.get("job", "")][result] += r
+    for job, n in lookups.items():
+        total = n["hit"] + n["miss"]
+        out[job]["cache_hit_ratio"] = n["hit"] / total if total > 0 else math.nan
+
+    consumer = {ts.labels["consumergroup"]: ts.labels.get("job", "")
+                for ts in series(CONSUMER_INFO) if "consumergroup" in ts.labels}
+    for ts in series("kafka_consumergroup_lag"):
+        group, lag = ts.labels.get("consumergroup", ""), float(ts.values.iloc[-1])
+        job = consumer.get(group, group if group in out else None)
+        if job is not None and not math.isnan(lag):
+            out[job]["consumer_lag"] = float(np.fmax(out[job]["consumer_lag"], lag))  # max by (job); fmax skips NaN
     return dict(out)

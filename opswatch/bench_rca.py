@@ -7,35 +7,46 @@ warm-up it injects N faults one after another (:func:`pick_scenarios`: round-rob
 seeded target each), then a fault-free stretch with legitimate surges (``POST /surges``). Afterwards BARO and
 n-sigma (:mod:`opswatch.rca_baselines`) rank root causes on the golden signals OpsWatch stored in the run.
 
+An incident of either system is attributed the same way (:func:`attribute_windows`), as the on-call engineer
+meets it: every incident that opens in a fault's *window* (its start to ``attribution_seconds`` after its end)
+is one of that fault's incidents, whatever its nodes: a page on another service during the fault is one more
+page for the same fault. The fault's *first* incident (for AC@k and time to notify) is the first whose nodes
+(alerts and root-cause candidates) include the fault's node, else the first opened in the window
+(:func:`opswatch.scenarios.attribute`). For Alertmanager an incident is one notification group (``groupKey``)
+from its first firing notification until it resolves.
+
 Keys, for OpsWatch and per baseline (null where a key means nothing for that system; the ranking-only
 BARO and n-sigma have only the AC@k keys, Prometheus + Alertmanager ranks nothing so its AC@k are null):
 
 * ``ac_at_1``, ``ac_at_3``: fraction of all faults whose node (the target, or either end of a
-  ``network_partition``) is among the first 1 / 3 root-cause candidates of the first incident attributed to
-  the fault (:func:`opswatch.scenarios.attribute`); an undetected fault counts as a miss.
+  ``network_partition``) is among the first 1 / 3 root-cause candidates of the fault's first incident; an
+  undetected fault counts as a miss.
 * ``detected``: fraction of faults with at least one attributed incident.
-* ``incidents_per_fault``: incidents attributed to a fault, averaged over the detected faults (goal 1.0);
-  for Alertmanager an incident is one notification group (``groupKey``) from its first firing notification
-  until it resolves.
-* ``noise_reduction``: ``1 - incidents / alerts`` over the whole run (every incident, false ones included,
-  and every alert that joined one).
+* ``incidents_per_fault``: incidents attributed to a fault, averaged over the detected faults (goal 1.0).
+* ``noise_reduction``: ``1 - incidents / alerts`` over the whole run (every incident, false ones included).
+  ``alerts`` counts every alert instance that fired, in both systems alike: OpsWatch's alerts in its incidents
+  (every firing alert joins one), Prometheus's firing ``ALERTS`` runs (:func:`opswatch.peer_stack.fired_alerts`),
+  notified or not; ``alerts_notified`` says how many of them reached the webhook.
 * ``purity``: mean over the incidents attributed to faults of the fraction of the incident's alerts on the
   fault's *relevant nodes* (:func:`relevant_nodes`): the fault's nodes, the nodes the fault kind acts on,
   and every node on a dependency path from a fault node up to a business of the fault's
   ``expected_impact``. An alert elsewhere (e.g. on postgres when a redis outage sends the reads there, which
   no dependency edge explains) counts as impure.
-* ``false_incidents_per_hour``: incidents attributed to no fault, per hour of fault-free time (the run
-  minus each fault and its attribution grace, minus the warm-up ``baseline_seconds``).
+* ``false_incidents_per_hour``: incidents opened outside every fault window, per hour of fault-free time
+  (the run minus each fault window, minus the warm-up ``baseline_seconds``).
 * ``median_seconds_to_notify``: median over detected faults of the seconds from the fault's start to the
   first notification (OpsWatch's page, Alertmanager's first webhook call) of its first incident.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import statistics
+import time
 from pathlib import Path
 
 import networkx as nx
@@ -46,7 +57,7 @@ from storage.sqlite import SQLiteStore
 from topology.graph import REFERENCE_PLATFORM, Topology
 
 from .config import OpsWatchConfig
-from .peer_stack import Grouping, notification_groups, prometheus_stack
+from .peer_stack import Grouping, fired_alerts, notification_groups, prometheus_stack
 from .rca_baselines import SCALERS, rank_fault
 from .scenarios import Outcome, Scenario, ScenarioRun, attribute, fault_nodes, run_scenarios
 
@@ -107,6 +118,27 @@ def median(values: list[float | None]) -> float | None:
 
 def _round(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
+
+
+def attribute_windows(faults: list[dict], surges: list[dict], incidents: list[dict], attribution_seconds: float
+                      ) -> tuple[list[Outcome], list[dict]]:
+    """Split ``incidents`` (records with ``id``, ``opened_at``, ``root_causes`` and ``alerts``, each alert with
+    ``node``) between the ``faults`` (ground-truth records, in time order) and the false incidents, as the
+    module docstring says: :func:`opswatch.scenarios.attribute` first (each fault's incidents on its node, or
+    those opened during it), then every other incident opened in a fault's window joins that fault (the
+    earliest window holding it), after them, oldest first. A false incident carries ``on_surge``."""
+    outcomes, unmatched = attribute(faults, surges, incidents, attribution_seconds)
+    grace_ms = attribution_seconds * 1000
+    false = []
+    for incident in sorted(unmatched, key=lambda i: parse_rfc3339(i["opened_at"])):
+        opened = parse_rfc3339(incident["opened_at"])
+        outcome = next((o for o in outcomes if parse_rfc3339(o.fault["start"]) <= opened
+                        <= parse_rfc3339(o.fault["end"]) + grace_ms), None)
+        if outcome is None:
+            false.append(incident)
+        else:
+            outcome.incidents.append({k: v for k, v in incident.items() if k != "on_surge"})
+    return outcomes, false
 
 
 def score_incidents(outcomes: list[Outcome], false: list[dict], alerts: int, fault_free_hours: float,
@@ -174,13 +206,17 @@ async def run_bench(config: OpsWatchConfig, scenarios: list[Scenario], *, seed: 
     topology = Topology.load(config.topology_file or REFERENCE_PLATFORM)
     grouping = grouping_of(config)
     notifications: list[tuple[int, dict]] = []  # Alertmanager's, kept when the stack stops
+    fired: list[int] = []  # Prometheus's alert instances over the run
 
     @contextlib.asynccontextmanager
     async def peers(platform):
         async with prometheus_stack(platform.info["nodes"], data_dir / "peers", config.scrape_interval,
                                     config.scrape_timeout_seconds, grouping) as stack:
+            started_ms = int(time.time() * 1000)
             try:
                 yield
+                fired.append(await asyncio.to_thread(fired_alerts, stack.prometheus_url, started_ms,
+                                                     int(time.time() * 1000), config.scrape_interval))
             finally:
                 notifications.extend(stack.hook.notifications)
                 (data_dir / "peers" / "notifications.jsonl").write_text(  # kept for a look afterwards
@@ -193,9 +229,13 @@ async def run_bench(config: OpsWatchConfig, scenarios: list[Scenario], *, seed: 
     hours = max(0.0, run.fault_free_seconds - baseline_seconds) / 3600
     faults = [o.fault for o in run.outcomes]
     surges_truth = [r for r in run.truth if not r.get("fault")]
+    incidents = [i for o in run.outcomes for i in o.incidents] + [
+        {k: v for k, v in i.items() if k != "on_surge"} for i in run.false_incidents]
+    outcomes, false = attribute_windows(faults, surges_truth, incidents, attribution_seconds)
+    run = dataclasses.replace(run, outcomes=outcomes, false_incidents=false)
 
-    groups, am_alerts = notification_groups(notifications)
-    am_outcomes, am_false = attribute(faults, surges_truth, groups, attribution_seconds)
+    groups, notified = notification_groups(notifications)
+    am_outcomes, am_false = attribute_windows(faults, surges_truth, groups, attribution_seconds)
 
     store = SQLiteStore(data_dir / "opswatch.db")
     try:
@@ -209,8 +249,8 @@ async def run_bench(config: OpsWatchConfig, scenarios: list[Scenario], *, seed: 
         "scenarios": _scenarios_json(run, am_outcomes, rankings),
         "baselines": {
             **{m: score_rankings(faults, rankings, m) for m in SCALERS},
-            "prometheus_alertmanager": score_incidents(am_outcomes, am_false, am_alerts, hours, topology,
-                                                       ranks=False),
+            "prometheus_alertmanager": {**score_incidents(am_outcomes, am_false, fired[0], hours, topology,
+                                                          ranks=False), "alerts_notified": notified},
         },
         "false_incidents": run.to_json()["false_incidents"],
         "run": {"seconds": round(run.seconds, 1), "fault_free_seconds": round(hours * 3600, 1),

@@ -17,6 +17,7 @@ Example (all defaults shown)::
       window: 120                  # robust_zscore: baseline length, in evaluations
       min_points: 20               # robust_zscore: evaluations before a series is scored
       rebaseline_after: 1h         # a stable level shift this long becomes the new baseline (null: never)
+      exclude_above: null          # points scoring this are scored but not learnt (null: ensemble off, robust_zscore 5)
       series:                      # per-series settings by matchers on job/signal; later entries win
         - {matchers: ['signal="latency_p99_seconds"'], sensitivity: 0.5, min_impact: 0.05, min_relative_impact: 0.2}
       calendar:                    # expected events; more through POST /api/v1/detection/calendar
@@ -37,7 +38,7 @@ Example (all defaults shown)::
     route:                         # Alertmanager's routing tree (alerting/routing.py); default: every receiver
       receiver: oncall             #   gets every notification, grouped by incident
       group_by: [incident]
-      group_wait: 30s
+      group_wait: 5s               # Alertmanager: 30s; an incident keeps growing after its page
       group_interval: 5m
       repeat_interval: 4h
       routes: [{receiver: dba, matchers: ['job=~"postgres|giftdb-.*"'], continue: true,
@@ -174,6 +175,11 @@ class DetectionConfig(_Strict):
     calendar: list[ExpectedEventConfig] = Field(default_factory=list)
     rebaseline_after: Seconds | None = Field(3600.0, gt=0, description="a stable level shift this long becomes "
                                                                         "the new baseline; null: never")
+    exclude_above: float | None = Field(
+        None, gt=0, description="a point whose score (times its sensitivity) reaches this is scored but not learnt, "
+                                "so a past fault does not hide the next one (detection.engine.ScoringEngine); null: "
+                                "the detector's default, off for the ensemble (it costs NAB score, README "
+                                "\"Detection\"), 5 for robust_zscore")
 
     @model_validator(mode="after")
     def _unique_events(self) -> "DetectionConfig":

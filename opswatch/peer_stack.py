@@ -29,10 +29,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from alerting.model import rfc3339
+from collectors.prometheus_api import PrometheusAPISource
+from collectors.samples import Sample, labels_key
 
 from .durations import format_duration
 from .processes import free_port, stop_process_group
 
+FIRING = 'ALERTS{alertstate="firing"}'  # Prometheus's series of its firing alerts, one per alert label set
 RULES_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "peers" / "prometheus_rules.yml"
 GROUP_BY = ("alertname", "service")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -215,3 +218,23 @@ def notification_groups(notifications: list[tuple[int, dict]]) -> tuple[list[dic
     for group in groups:
         del group["_seen"]
     return groups, len(alerts)
+
+
+def alert_instances(samples: list[Sample], step_ms: int) -> int:
+    """How many alert instances a range query of ``ALERTS{alertstate="firing"}`` at ``step_ms`` holds: each
+    label set's unbroken runs of points (a resolved alert's series goes stale at once, so a missing step is a
+    resolution and the next point a new instance, as Alertmanager's ``startsAt`` would say)."""
+    times: dict[str, list[int]] = {}
+    for s in samples:
+        times.setdefault(labels_key(s.labels), []).append(s.timestamp_ms)
+    return sum(1 + sum(1 for a, b in zip(ts, ts[1:]) if b - a > step_ms) for ts in map(sorted, times.values()))
+
+
+def fired_alerts(prometheus_url: str, start_ms: int, end_ms: int, step_seconds: float) -> int:
+    """Alert instances Prometheus fired between ``start_ms`` and ``end_ms`` (see :func:`alert_instances`),
+    notified by Alertmanager or not (one that resolves within ``group_wait`` never is). ``step_seconds``: the
+    rule evaluation interval; a range of more than 11,000 steps (Prometheus's limit) is queried at a coarser
+    step. :raises opswatch.errors.ScrapeError: Prometheus does not answer or refuses the query."""
+    step_ms = max(round(step_seconds * 1000), -(-(end_ms - start_ms) // 10_000))
+    with PrometheusAPISource(prometheus_url) as api:
+        return alert_instances(api.query_range(FIRING, start_ms, end_ms, step_ms / 1000), step_ms)

@@ -79,7 +79,8 @@ DETECTOR_SAVE_EVERY_MS = 60_000
 def scoring_engine(config: OpsWatchConfig) -> ScoringEngine:
     """The live detector with the ``detection:`` settings: per-series policies, the calendar (configured events
     plus those added through the API, kept in ``data_dir/detection_calendar.json``), the feedback log
-    (``data_dir/detection_feedback.jsonl``) and re-baselining after ``rebaseline_after`` of a stable shift.
+    (``data_dir/detection_feedback.jsonl``), re-baselining after ``rebaseline_after`` of a stable shift and
+    anomalies kept out of the baselines from ``exclude_above``.
     Its baselines are restored from ``data_dir/detector_state.npz`` when the file exists; a file this
     engine cannot use (another detector or window) is logged, kept aside as ``.unusable`` and the
     baselines start afresh, so a configuration change never stops monitoring.
@@ -95,7 +96,7 @@ def scoring_engine(config: OpsWatchConfig) -> ScoringEngine:
                              calendar=Calendar([e.to_event() for e in d.calendar],
                                                data_dir / "detection_calendar.json"),
                              feedback=FeedbackLog(data_dir / "detection_feedback.jsonl"), rebaseline_after=after,
-                             state_path=state)
+                             exclude_above=d.exclude_above, state_path=state)
 
     try:
         return make()

@@ -289,6 +289,7 @@ def _business(flows: Flows, knobs: Knobs, counter, gauge, histogram, rate: float
         counter("kafka", "kafka_messages_consumed_total", (("consumergroup", group), ("topic", topic)),
                 d[f"consumed {topic}"])
         gauge("kafka", "kafka_consumergroup_lag", (("consumergroup", group), ("topic", topic)), np.round(d[f"lag {topic}"]))
+        gauge(node, "kafka_consumer_group_info", (("consumergroup", group), ("topic", topic)), 1.0)
         gauge("kafka", "kafka_topic_partition_current_offset", (("topic", topic),), np.round(np.cumsum(produced * step)))
     # object storage: uploads, renditions and live segments; the oldest objects expire past MAX_OBJECTS
     upload = mp.upload_bytes

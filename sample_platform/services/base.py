@@ -8,12 +8,15 @@ are required (their failure raises :class:`~sample_platform.node.DownstreamError
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import math
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable
+
+from prometheus_client import Gauge
 
 from ..node import BadRequest, DownstreamError, InjectedFailure, Node, RequestContext
 from ..pool import PoolOverloaded
@@ -66,6 +69,13 @@ class ExpiringCount:
 
 class Service(Node):
     """Node with cache-aside helpers over redis and postgres, and kafka access."""
+
+    @functools.cached_property
+    def consumer_groups(self) -> Gauge:
+        """``kafka_consumer_group_info{topic, consumergroup}`` (always 1): the consumer groups this service
+        runs, so the broker's ``kafka_consumergroup_lag`` can be joined to the consuming job."""
+        return Gauge("kafka_consumer_group_info", "Kafka consumer groups this service runs (always 1).",
+                     ["topic", "consumergroup"], registry=self.registry)
 
     async def cache_get(self, key: str, synthetic: Any) -> Any | None:
         """Redis GET: the cached value on a hit, None on a miss *or* any redis failure.
@@ -132,6 +142,7 @@ class Consumer:
     def __init__(self, node: Service, topic: str, group: str, process: Batch) -> None:
         self.node, self.topic, self.group, self.process = node, topic, group, process
         self.position: int | None = None  # None: resume from the committed offset
+        node.consumer_groups.labels(topic, group).set(1)
 
     async def run(self) -> None:
         """Poll until cancelled."""

@@ -325,3 +325,24 @@ def test_alerts_firing_together_open_one_incident_not_several_merged(recorded):
         changed += evaluate(recorded, tracker, incidents, t * S, {"post": 9, "live": 9, "redis": 30})
     assert len(incidents.incidents) == 1
     assert {i.id for i in changed} == {next(iter(incidents.incidents))}
+
+
+def test_a_new_fault_does_not_join_an_incident_whose_alerts_have_resolved(recorded):
+    # post (and its caller gateway) fail, recover; the incident waits out resolve_after. A fault on giftdb-0,
+    # linked to post only through gateway, is a second incident; post failing again is the first one.
+    tracker, incidents = AlertTracker(), IncidentManager(TOPOLOGY, resolve_after_ms=300 * S)
+    for t in range(0, 10):
+        evaluate(recorded, tracker, incidents, t * S, {"post": 30, "gateway": 8})
+    t = 10
+    while any(a.state != "resolved" for a in tracker.alerts.values()):
+        evaluate(recorded, tracker, incidents, t * S, {})
+        t += 1
+    [first] = incidents.open_incidents()
+    for t in range(t, t + 10):
+        evaluate(recorded, tracker, incidents, t * S, {"giftdb-0": 30})
+    assert len(incidents.open_incidents()) == 2
+    second = next(i for i in incidents.open_incidents() if i is not first)
+    assert second.nodes == ["giftdb-0"] and set(first.nodes) == {"post", "gateway"}
+    for t in range(t + 1, t + 5):
+        evaluate(recorded, tracker, incidents, t * S, {"giftdb-0": 30, "post": 30})  # post flaps
+    assert "post" not in second.nodes and len(incidents.open_incidents()) == 2

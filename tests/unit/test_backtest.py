@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from alerting.model import parse_rfc3339, rfc3339
+from alerting.routing import GROUP_WAIT_SECONDS
 from collectors.samples import STALE_NAN, Sample
 from detection.signals import compute_golden_signals
 from opswatch.backtest import History, backtest, load_silences, recorded_signals, replay_window
@@ -99,8 +100,8 @@ def test_threshold_rule_pages_on_the_fault_then_the_silence_removes_the_page(dat
     (outcome,) = summary["per_fault"]
     assert outcome["detected"] and outcome["seconds_to_page"] is not None
     # It cannot page before the rule's `for` has passed since the fault began; it pages within `for`, the
-    # rate window filling with errors, the route's group_wait (30 s) and one step of rounding.
-    latest = FOR_SECONDS + summary["rate_window_seconds"] + 30 + summary["step_seconds"]
+    # rate window filling with errors, the route's group_wait and one step of rounding.
+    latest = FOR_SECONDS + summary["rate_window_seconds"] + GROUP_WAIT_SECONDS + summary["step_seconds"]
     assert FOR_SECONDS <= outcome["seconds_to_page"] <= latest, summary
     assert summary["pages"] >= 1 and summary["alerts_fired"] >= 1 and summary["notifications"] >= 1
     assert summary["false_pages"] == 0

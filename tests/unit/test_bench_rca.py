@@ -14,9 +14,10 @@ import pytest
 
 from alerting.model import rfc3339
 from collectors.samples import Sample
-from opswatch.bench_rca import (KEYS, ac_at, baseline_windows, median, noise_reduction, pick_scenarios, purity,
-                                relevant_nodes, score_incidents, score_rankings)
-from opswatch.peer_stack import Grouping, WebhookLog, alertmanager_config, notification_groups, prometheus_config
+from opswatch.bench_rca import (KEYS, ac_at, attribute_windows, baseline_windows, median, noise_reduction,
+                                pick_scenarios, purity, relevant_nodes, score_incidents, score_rankings)
+from opswatch.peer_stack import (Grouping, WebhookLog, alert_instances, alertmanager_config, notification_groups,
+                                 prometheus_config)
 from opswatch.rca_baselines import change_point, rank_fault, rank_nodes, signal_frame
 from opswatch.scenarios import Outcome
 from sample_platform.faults import FAULT_KINDS, valid_targets
@@ -183,6 +184,57 @@ def test_notification_groups_are_incidents_from_first_firing_until_resolved():
     assert [(g["opened_at"], [a["node"] for a in g["alerts"]]) for g in groups] == [
         (at(1), ["gift", "gift"]), (at(2), ["gateway"]), (at(90), ["gift"])]
     assert groups[0]["key_times"]["paged"] == at(1) and groups[0]["root_causes"] == []
+
+
+def test_every_page_opened_in_a_fault_window_is_one_of_its_incidents_for_alertmanager():
+    post = fault("errors", "post", 100, 160, ["watch_feed", "post_content"])
+    postgres = fault("latency", "postgres", 300, 360, ["user_profile"])
+    surge = {"kind": "surge:celebrity_live", "start": at(600), "end": at(700), "fault": False}
+
+    def firing(seconds: float, key: str, fp: str, service: str):
+        return T0 + int(seconds * 1000), notification("firing", key, [(fp, service, "firing")])
+
+    sent = [firing(50, "{}:{alertname=\"A\", service=\"cdn-a\"}", "z", "cdn-a"),  # before any fault: false
+            firing(130, "post", "a", "post"), firing(135, "feed", "b", "feed"),
+            firing(140, "gateway", "c", "gateway"),
+            firing(185, "cdn-b", "d", "cdn-b"),      # in the 30 s grace after the fault: still its page
+            firing(195, "user", "e", "user"),        # after the grace: false
+            (T0 + 250_000, notification("resolved", "user", [("e", "user", "resolved")])),
+            firing(320, "user", "e2", "user"),       # postgres's fault pages only on user
+            firing(650, "live", "f", "live")]        # during a surge: false
+    groups, alerts = notification_groups(sent)
+    outcomes, false = attribute_windows([post, postgres], [surge], groups, attribution_seconds=30)
+    assert [[i["alerts"][0]["node"] for i in o.incidents] for o in outcomes] == [
+        ["post", "feed", "gateway", "cdn-b"], ["user"]]  # the fault's own node first
+    assert [(i["alerts"][0]["node"], i["on_surge"]) for i in false] == [("cdn-a", False), ("user", False),
+                                                                        ("live", True)]
+    scores = score_incidents(outcomes, false, alerts, fault_free_hours=0.5, topology=TOPOLOGY, ranks=False)
+    assert scores["incidents_per_fault"] == 2.5 and scores["false_incidents_per_hour"] == 6.0
+    assert scores["median_seconds_to_notify"] == 25.0  # post's own page at 30 s, postgres's on user at 20 s
+    assert scores["detected"] == 1.0 and scores["incidents"] == 8 and scores["noise_reduction"] == 0.0
+
+
+def test_opswatch_incidents_are_attributed_by_the_same_windows():
+    gift = fault("errors", "gift", 100, 160, ["send_gift"])
+    incidents = [incident("B", 120, ["redis"], ["redis"], paged=125),  # during the fault, another node
+                 incident("A", 110, ["gift"], ["gift", "gateway"], paged=115),
+                 incident("C", 170, ["cdn-a"], ["cdn-a"], paged=None),  # in the grace
+                 incident("D", 400, ["gift"], ["gift"], paged=405)]
+    [outcome], false = attribute_windows([gift], [], incidents, attribution_seconds=30)
+    assert [i["id"] for i in outcome.incidents] == ["A", "B", "C"] and [i["id"] for i in false] == ["D"]
+    assert outcome.rank() == 1 and outcome.seconds_to("paged") == 15.0
+    assert all("on_surge" not in i for i in outcome.incidents)
+
+
+def test_alert_instances_are_unbroken_runs_of_each_firing_alerts_series():
+    def firing(alertname: str, service: str, steps: list[int]) -> list[Sample]:
+        labels = {"alertname": alertname, "alertstate": "firing", "service": service}
+        return [Sample("ALERTS", labels, T0 + s * 5000, 1.0) for s in steps]
+
+    samples = (firing("HighErrorRatio", "post", [0, 1, 2, 5, 6]) + firing("HighErrorRatio", "feed", [1, 2])
+               + firing("HighLatencyP99", "post", [9]))
+    assert alert_instances(samples, 5000) == 4  # post's error alert resolved at step 3 and fired again
+    assert alert_instances(samples[::-1], 5000) == 4 and alert_instances([], 5000) == 0
 
 
 def test_peer_configurations_group_by_alertname_and_service_with_our_timers():

@@ -259,7 +259,8 @@ def test_engine_with_custom_policies():
 
 
 def test_default_policies_cover_the_rate_signals():
-    up = ("error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio")
-    assert set(DEFAULT_POLICIES) == {"request_rate", *up}
-    assert DEFAULT_POLICIES["request_rate"].direction == "down"
+    up = ("error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "consumer_lag")
+    down = ("request_rate", "cache_hit_ratio")
+    assert set(DEFAULT_POLICIES) == {*down, *up}
+    assert {DEFAULT_POLICIES[s].direction for s in down} == {"down"}
     assert {DEFAULT_POLICIES[s].direction for s in up} == {"up"}

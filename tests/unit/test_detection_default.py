@@ -27,7 +27,7 @@ def test_the_engine_runs_the_nab_scored_ensemble_and_nab_sees_its_onset_filtered
     values = 0.2 + rng.normal(0, 0.01, 600)
     values[300:340] += 0.3  # a step, then back
     values[500] = 0.9  # a spike
-    engine = ScoringEngine()
+    engine = ScoringEngine()  # the default learns every point: keeping anomalies out is an opt-in live review
     key = ("api", "saturation_ratio")
     live = []
     for i, v in enumerate(values):

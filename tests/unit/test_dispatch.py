@@ -26,10 +26,10 @@ def resolved(fp: str, incident: str = "INC-1") -> DispatchAlert:
 
 
 def test_group_wait_batches_the_first_alerts_of_an_incident_into_one_notification():
-    d = GroupDispatcher(route())  # Alertmanager's defaults: 30 s / 5 m / 4 h
+    d = GroupDispatcher(route())  # defaults: 5 s / 5 m / 4 h
     assert d.flush(T0, [firing("a")]) == []
-    assert d.flush(T0 + 10 * S, [firing("a"), firing("b", starts=T0 + 10 * S)]) == []
-    [note] = d.flush(T0 + 30 * S, [firing("a"), firing("b", starts=T0 + 10 * S)])
+    assert d.flush(T0 + 2 * S, [firing("a"), firing("b", starts=T0 + 2 * S)]) == []
+    [note] = d.flush(T0 + 5 * S, [firing("a"), firing("b", starts=T0 + 2 * S)])
     assert (note.receiver, note.firing, note.resolved, note.repeat) == ("oncall", ["a", "b"], [], False)
     assert note.group_key == '{}:{incident="INC-1"}' and note.group_labels == {"incident": "INC-1"}
 

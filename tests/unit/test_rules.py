@@ -9,9 +9,11 @@ import math
 import numpy as np
 import pytest
 
+from alerting.lifecycle import AlertTracker
 from alerting.rules import (RuleEvaluator, humanize, humanize_duration, humanize_percentage,
                             load_rule_groups)
 from collectors.samples import Sample, is_stale_nan
+from detection.base import Score
 from opswatch.errors import ConfigError
 from storage.sqlite import SQLiteStore
 
@@ -132,3 +134,42 @@ groups:
     [cond] = evaluator.evaluate(T0 + 59 * S).conditions  # the same time again: the detector is not fed twice
     assert cond.labels == {"job": "q", "alertname": "QueueAnomaly"} and cond.score is not None
     assert cond.score.baseline == pytest.approx(100, abs=3)
+
+
+LATENCY_RULES = """
+groups:
+  - name: latency
+    rules:
+      - alert: LatencyAnomaly
+        expr: >-
+          max_over_time(opswatch_anomaly_score{signal="latency_p99_seconds"}[30s]) > 1.1
+          and on(job) max_over_time(opswatch_anomaly_score{signal="latency_p90_seconds"}[30s]) > 1.1
+      - alert: ErrorRatioAnomaly
+        expr: anomaly(job:error_ratio) > 1.1
+"""
+
+
+def test_alert_on_a_score_window_takes_its_value_as_score_and_the_engines_evidence(tmp_path, store):
+    # p99 peaked at T0 and fell back; p90 crosses 3 s later, when the alert starts: the p99 score now is 0
+    score = "opswatch_anomaly_score"
+    store.append([Sample(score, {"job": "feed", "signal": "latency_p99_seconds"}, T0, 2.5),
+                  Sample(score, {"job": "feed", "signal": "latency_p99_seconds"}, T0 + 3 * S, 0.0),
+                  Sample(score, {"job": "feed", "signal": "latency_p90_seconds"}, T0, 0.2),
+                  Sample(score, {"job": "feed", "signal": "latency_p90_seconds"}, T0 + 3 * S, 1.4),
+                  Sample("job:error_ratio", {"job": "feed"}, T0 + 3 * S, 0.3),
+                  Sample(score, {"job": "feed", "signal": "error_ratio"}, T0 + 3 * S, 3.0)])
+    now = Score(T0 + 3 * S, 0.8, 0.0, 0.2, 0.05)  # the engine's p99 explanation now: observed 0.8 s, baseline 0.2 s
+    evaluator = RuleEvaluator(load_rule_groups(rules_file(tmp_path, LATENCY_RULES)), store)
+    conds = {c.labels["alertname"]: c for c in
+             evaluator.evaluate(T0 + 3 * S, {("feed", "latency_p99_seconds"): now}).conditions}
+    latency = conds["LatencyAnomaly"]
+    assert latency.signal == "latency_p99_seconds" and latency.value == 2.5
+    assert (latency.score.score, latency.score.value, latency.score.baseline) == (2.5, 0.8, 0.2)
+    # no explanation from the engine (error_ratio is not in the scores given): the score, no baseline
+    error = conds["ErrorRatioAnomaly"]
+    assert error.score.score == 3.0 and math.isnan(error.score.baseline) and math.isnan(error.score.value)
+    tracker = AlertTracker()
+    tracker.update(T0 + 3 * S, [latency])
+    [alert] = tracker.alerts.values()
+    assert alert.to_api()["evidence"] == {"signal": "latency_p99_seconds", "baseline": 0.2, "observed": 0.8,
+                                          "score": 2.5}
