@@ -35,7 +35,7 @@ CHART_BEFORE_MS, CHART_AFTER_MS = 10 * 60_000, 2 * 60_000
 anomaly (the baseline) to 2 min after the end."""
 
 SIGNAL_UNITS = {"request_rate": "requests/s", "error_ratio": "ratio", "latency_p99_seconds": "seconds",
-                "saturation_ratio": "ratio", "cache_hit_ratio": "ratio", "consumer_lag": "messages"}
+                "saturation_ratio": "ratio", "cache_hit_ratio": "ratio", "consumer_lag_seconds": "seconds"}
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                 autoescape=jinja2.select_autoescape(["html.j2"]), keep_trailing_newline=True,

@@ -19,7 +19,7 @@ SIGNAL_UNITS = {
     "latency_p90_seconds": ("ms (p90)", 1000.0),
     "saturation_ratio": ("% busy", 100.0),
     "cache_hit_ratio": ("% hits", 100.0),
-    "consumer_lag": ("messages", 1.0),
+    "consumer_lag_seconds": ("s behind", 1.0),
 }
 """How each golden signal is shown: axis title and the factor from its stored unit."""
 

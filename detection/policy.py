@@ -76,12 +76,12 @@ DEFAULT_POLICIES: dict[str, SignalPolicy] = {
     # lowest ratio seen, and a cache that fails descends in steps as the rate window slides over the failure
     # (at 1 s scrapes and a 30 s window, 2-5 points a step), so a floor of 10 points would never see it.
     "cache_hit_ratio": SignalPolicy("down", min_scale=0.02, min_impact=0.05),
-    # Only a growing backlog is a symptom. A healthy consumer's lag is what arrived since its last poll, a few
-    # to a few tens of messages; spread at least 1 message and a tenth of the baseline; impact 10 messages and
-    # a quarter of the baseline beyond the highest lag seen: a backlog grows by what the consumer fails to
-    # process each scrape interval, so a floor of 100 messages would only ever see a burst, never a ramp.
-    "consumer_lag": SignalPolicy("up", min_scale=1.0, min_relative_scale=0.1, min_impact=10.0,
-                                 min_relative_impact=0.25),
+    # Only a growing backlog is a symptom. A healthy consumer is a poll or two behind, and on a quiet topic a few
+    # waiting messages already read as many seconds (5 messages at 0.4/s: 12 s). Spread at least 1 s and a tenth
+    # of the baseline; impact 30 s and a quarter of the baseline beyond the highest seen: a backlog that drains
+    # within half a minute is batching, one that keeps growing passes 30 s within a few scrapes.
+    "consumer_lag_seconds": SignalPolicy("up", min_scale=1.0, min_relative_scale=0.1, min_impact=30.0,
+                                         min_relative_impact=0.25),
 }
 """The golden signals' policies: one set for every job, not tuned per service. The impact floors hold for
 both detectors; with the ensemble the baseline of a new record is the edge of the range the series has shown,

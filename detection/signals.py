@@ -13,10 +13,13 @@ an SRE would write:
 ``cache_hit_ratio``      ``sum by (job) (rate(redis_keyspace_hits_total[w])) / sum by (job)
                          (rate(redis_keyspace_hits_total[w]) + rate(redis_keyspace_misses_total[w]))``, 0..1:
                          redis_exporter's GET hits and misses, any redis target (see :data:`CACHE_LOOKUPS`)
-``consumer_lag``         ``max by (job) (max by (consumergroup) (kafka_consumergroup_lag)
-                         * on (consumergroup) group_right kafka_consumer_group_info)``, messages: kafka_exporter's
-                         lag (scraped from the broker, ``job="kafka"``) attributed to the job that consumes;
-                         see :data:`CONSUMER_INFO`
+``consumer_lag_seconds`` the time a consumer group needs to work off its backlog, seconds: per (topic,
+                         consumergroup), ``sum(kafka_consumergroup_lag) / clamp_min(rate(consumed[w]), 1 / w)``
+                         (kafka_exporter's lag, scraped from the broker, ``job="kafka"``, over the group's consume
+                         rate, :data:`CONSUMED`), the largest per job, on the job that consumes
+                         (:data:`CONSUMER_INFO`). In messages a backlog grows with traffic (a surge is not a
+                         fault); in seconds it grows when the consumer falls behind (kafka-lag-exporter's and
+                         Burrow's "time lag"). A stalled group (nothing consumed) counts one message per window.
 =======================  =====================================================================================
 
 Each ``rate`` is Prometheus's (extrapolated over the window ``[now - w, now]``), so a series that appears
@@ -38,10 +41,10 @@ from storage.base import Store
 from storage.functions import extrapolated_rate, histogram_quantile
 
 SIGNALS = ("request_rate", "error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "up",
-           "cache_hit_ratio", "consumer_lag")
+           "cache_hit_ratio", "consumer_lag_seconds")
 """Signal names, in display order."""
 
-OPTIONAL_SIGNALS = ("cache_hit_ratio", "consumer_lag")
+OPTIONAL_SIGNALS = ("cache_hit_ratio", "consumer_lag_seconds")
 """Signals only some jobs have (a cache, a consumer): NaN on every other job, so views leave them out there."""
 
 CACHE_LOOKUPS = {"redis_keyspace_hits_total": "hit", "redis_keyspace_misses_total": "miss"}
@@ -52,10 +55,14 @@ page under ``cache_hit_ratio``'s floor."""
 
 CONSUMER_INFO = "kafka_consumer_group_info"
 """Info metric (always 1) a consuming service exposes, ``{topic, consumergroup}``: the job that exposes it
-runs that consumer group, so the broker's lag for the group is that job's ``consumer_lag`` (the join on an
+runs that consumer group, so the broker's lag for the group is that job's ``consumer_lag_seconds`` (the join on an
 info metric Prometheus users write with ``group_left``/``group_right``). A group no job claims is attributed
 to the job of the same name, if one is scraped (the convention of naming a group after its service); else it
 is not recorded: a lag on ``job="kafka"`` would blame the broker for a slow consumer."""
+
+CONSUMED = ("kafka_consumergroup_current_offset", "kafka_messages_consumed_total")
+"""Counters of what a consumer group has committed, ``{topic, consumergroup}``: kafka_exporter's committed offset or
+the reference platform's count; their rate is the group's consume rate (messages/s)."""
 
 MIN_COVERAGE = 0.75
 """Fraction of the window a series must span before its rate counts."""
@@ -134,11 +141,21 @@ def compute_golden_signals(store: Store, now_ms: int, window_seconds: float) -> 
         total = n["hit"] + n["miss"]
         out[job]["cache_hit_ratio"] = n["hit"] / total if total > 0 else math.nan
 
+    consumed: dict[tuple[str, str], float] = defaultdict(float)  # (topic, group) -> messages/s
+    for name in CONSUMED:
+        for ts in filter(covered, series(name)):
+            r = rate(ts.values)
+            if not math.isnan(r):
+                consumed[(ts.labels.get("topic", ""), ts.labels.get("consumergroup", ""))] += r
+    backlog: dict[tuple[str, str], float] = defaultdict(float)  # (topic, group) -> messages, summed over partitions
+    for ts in series("kafka_consumergroup_lag"):
+        backlog[(ts.labels.get("topic", ""), ts.labels.get("consumergroup", ""))] += float(ts.values.iloc[-1])
     consumer = {ts.labels["consumergroup"]: ts.labels.get("job", "")
                 for ts in series(CONSUMER_INFO) if "consumergroup" in ts.labels}
-    for ts in series("kafka_consumergroup_lag"):
-        group, lag = ts.labels.get("consumergroup", ""), float(ts.values.iloc[-1])
+    for (topic, group), lag in backlog.items():
         job = consumer.get(group, group if group in out else None)
-        if job is not None and not math.isnan(lag):
-            out[job]["consumer_lag"] = float(np.fmax(out[job]["consumer_lag"], lag))  # max by (job); fmax skips NaN
+        if job is None or math.isnan(lag) or (topic, group) not in consumed:  # stale, or no consume rate yet
+            continue
+        seconds = lag / max(consumed[(topic, group)], 1.0 / window_seconds)
+        out[job]["consumer_lag_seconds"] = float(np.fmax(out[job]["consumer_lag_seconds"], seconds))  # max by (job)
     return dict(out)

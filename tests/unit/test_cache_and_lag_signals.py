@@ -1,4 +1,4 @@
-"""The cache_hit_ratio and consumer_lag signals from raw series in a real SQLite store, and their policies
+"""The cache_hit_ratio and consumer_lag_seconds signals from raw series in a real SQLite store, and their policies
 (detection/signals.py, detection/policy.py)."""
 
 from __future__ import annotations
@@ -55,43 +55,59 @@ def test_cache_outage_drops_the_ratio_and_an_idle_cache_has_none(store):
     assert compute_golden_signals(store, NOW, WINDOW_S)["redis"]["cache_hit_ratio"] == 0.0
 
 
-def lag(group: str, values: list[float]) -> list[Sample]:
-    return [Sample("kafka_consumergroup_lag", {**KAFKA, "topic": "t", "consumergroup": group}, START + t * 1000, v)
+def lag(group: str, values: list[float], topic: str = "t") -> list[Sample]:
+    return [Sample("kafka_consumergroup_lag", {**KAFKA, "topic": topic, "consumergroup": group}, START + t * 1000, v)
             for t, v in zip(STEPS, values)]
 
 
-def test_consumer_lag_is_attributed_to_the_job_that_runs_the_group(store):
+def consumed(group: str, per_second: float, topic: str = "t",
+             name: str = "kafka_messages_consumed_total") -> list[Sample]:
+    return linear(name, {**KAFKA, "topic": topic, "consumergroup": group}, per_second)
+
+
+def test_consumer_lag_is_the_backlog_in_seconds_on_the_job_that_runs_the_group(store):
     store.append(
         constant("up", KAFKA, 1) + constant("up", NOTIFY, 1) + constant("up", FEED, 1)
-        + constant(CONSUMER_INFO, {**NOTIFY, "topic": "notifications", "consumergroup": "push-sender"}, 1)
-        + lag("push-sender", [0, 3, 10, 40, 90, 160, 250])  # the last value: an instant vector
-        # a second group run by the same job: max by (job)
-        + constant(CONSUMER_INFO, {**NOTIFY, "topic": "campaigns", "consumergroup": "campaigner"}, 1)
-        + lag("campaigner", [5] * len(STEPS))
-        # a group named after its job, with no info metric: the naming convention
-        + lag("feed", [1, 2, 3, 4, 5, 6, 7])
+        + constant(CONSUMER_INFO, {**NOTIFY, "topic": "t", "consumergroup": "push-sender"}, 1)
+        + lag("push-sender", [0, 3, 10, 40, 90, 160, 250]) + consumed("push-sender", 2.0)  # 250 / 2 = 125 s
+        # a second group run by the same job: max by (job); kafka_exporter's committed offset as the counter
+        + constant(CONSUMER_INFO, {**NOTIFY, "topic": "c", "consumergroup": "campaigner"}, 1)
+        + lag("campaigner", [5] * len(STEPS), "c") + consumed("campaigner", 1.0, "c", "kafka_consumergroup_current_offset")
+        # a group named after its job, with no info metric: the naming convention; stalled: 1 message per window
+        + lag("feed", [1, 2, 3, 4, 5, 6, 7]) + consumed("feed", 0.0)
         # a group nobody runs or is named after: recorded nowhere, certainly not on the broker
-        + lag("orphan", [1000] * len(STEPS))
+        + lag("orphan", [1000] * len(STEPS)) + consumed("orphan", 1.0)
     )
     got = compute_golden_signals(store, NOW, WINDOW_S)
-    assert got["notification"]["consumer_lag"] == 250.0
-    assert got["feed"]["consumer_lag"] == 7.0
-    assert math.isnan(got["kafka"]["consumer_lag"])
+    assert got["notification"]["consumer_lag_seconds"] == pytest.approx(125.0)
+    assert got["feed"]["consumer_lag_seconds"] == pytest.approx(7 * WINDOW_S)
+    assert math.isnan(got["kafka"]["consumer_lag_seconds"])
     assert "orphan" not in got
 
 
-def test_a_stale_lag_sample_is_not_a_lag(store):
-    store.append(constant("up", NOTIFY, 1)
-                 + constant(CONSUMER_INFO, {**NOTIFY, "topic": "n", "consumergroup": "g"}, 1)
-                 + lag("g", [5.0] * (len(STEPS) - 1) + [math.nan]))  # a staleness marker last
-    assert math.isnan(compute_golden_signals(store, NOW, WINDOW_S)["notification"]["consumer_lag"])
+def test_a_surge_raises_the_backlog_not_the_time_lag(store):
+    store.append(constant("up", KAFKA, 1) + constant("up", NOTIFY, 1)
+                 + constant(CONSUMER_INFO, {**NOTIFY, "topic": "t", "consumergroup": "g"}, 1)
+                 + constant(CONSUMER_INFO, {**NOTIFY, "topic": "u", "consumergroup": "h"}, 1)
+                 + lag("g", [4] * len(STEPS)) + consumed("g", 2.0)  # normal: 2 s behind
+                 + lag("h", [16] * len(STEPS), "u") + consumed("h", 8.0, "u"))  # 4x the traffic: still 2 s
+    assert compute_golden_signals(store, NOW, WINDOW_S)["notification"]["consumer_lag_seconds"] == pytest.approx(2.0)
+
+
+def test_a_stale_lag_sample_or_no_consume_rate_is_not_a_lag(store):
+    store.append(constant("up", NOTIFY, 1) + constant("up", KAFKA, 1)
+                 + constant(CONSUMER_INFO, {**NOTIFY, "topic": "t", "consumergroup": "g"}, 1)
+                 + lag("g", [5.0] * (len(STEPS) - 1) + [math.nan]) + consumed("g", 1.0))  # a staleness marker last
+    assert math.isnan(compute_golden_signals(store, NOW, WINDOW_S)["notification"]["consumer_lag_seconds"])
+    store.append(lag("k", [5.0] * len(STEPS)) + constant(CONSUMER_INFO, {**NOTIFY, "topic": "t", "consumergroup": "k"}, 1))
+    assert math.isnan(compute_golden_signals(store, NOW, WINDOW_S)["notification"]["consumer_lag_seconds"])
 
 
 def test_policies_of_the_new_signals():
-    cache, lag_ = DEFAULT_POLICIES["cache_hit_ratio"], DEFAULT_POLICIES["consumer_lag"]
+    cache, lag_ = DEFAULT_POLICIES["cache_hit_ratio"], DEFAULT_POLICIES["consumer_lag_seconds"]
     assert cache.direction == "down" and cache.impact_floor(0.9) == pytest.approx(0.05)
     assert lag_.direction == "up"
-    assert lag_.impact_floor(20.0) == 10.0 and lag_.impact_floor(400.0) == 100.0
+    assert lag_.impact_floor(20.0) == 30.0 and lag_.impact_floor(400.0) == 100.0
 
 
 def engine_scores(signal: str, baseline: list[float], value: float) -> float:
@@ -109,10 +125,10 @@ def test_a_cache_outage_scores_and_a_warmer_cache_or_a_small_dip_does_not():
 
 
 def test_a_growing_backlog_scores_and_poll_jitter_does_not():
-    jitter = [float(t % 20) for t in range(30)]  # a consumer polling every interval: lag 0..19
-    assert engine_scores("consumer_lag", jitter, 400.0) > 5
-    assert engine_scores("consumer_lag", jitter, 15.0) == 0.0  # 8 above the median (7): below the floor
-    assert engine_scores("consumer_lag", jitter, 0.0) == 0.0  # caught up: the harmless way
+    jitter = [float(t % 20) for t in range(30)]  # a consumer polling every interval: 0..19 s behind
+    assert engine_scores("consumer_lag_seconds", jitter, 400.0) > 5
+    assert engine_scores("consumer_lag_seconds", jitter, 30.0) == 0.0  # 23 s above the median (7): below the floor
+    assert engine_scores("consumer_lag_seconds", jitter, 0.0) == 0.0  # caught up: the harmless way
 
 
 def test_a_redis_outage_ranks_redis_above_the_database_its_misses_load():

@@ -259,7 +259,7 @@ def test_engine_with_custom_policies():
 
 
 def test_default_policies_cover_the_rate_signals():
-    up = ("error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "consumer_lag")
+    up = ("error_ratio", "latency_p99_seconds", "latency_p90_seconds", "saturation_ratio", "consumer_lag_seconds")
     down = ("request_rate", "cache_hit_ratio")
     assert set(DEFAULT_POLICIES) == {*down, *up}
     assert {DEFAULT_POLICIES[s].direction for s in down} == {"down"}

@@ -623,9 +623,9 @@ def test_store_errors_are_counted_as_dropped_and_scraping_goes_on(servers):
         raise StorageError("disk full")
 
     metrics = ScrapeMetrics()
-    run_for(ScrapeManager([target], broken, interval_seconds=0.1, metrics=metrics), 0.55)
+    run_for(ScrapeManager([target], broken, interval_seconds=0.1, metrics=metrics), 1.0)
     scrapes = metrics.registry.get_sample_value("opswatch_scrape_duration_seconds_count", {"job": "j"})
-    assert scrapes >= 4
+    assert scrapes >= 3  # it went on after the first failed append (10 on time; fewer on a loaded machine)
     assert dropped(metrics, "j", "store_error") == scrapes * (GOOD_PAGE_SAMPLES + len(SYNTHETIC))
 
 
