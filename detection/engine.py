@@ -109,7 +109,11 @@ class SeriesScorer:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _rows_for(self, keys: Sequence[Hashable]) -> np.ndarray:
+    def rows_of(self, keys: Sequence[Hashable]) -> np.ndarray:
+        """The row numbers of ``keys``, new keys getting fresh rows.
+
+        :raises ValueError: for duplicate keys.
+        """
         keys = tuple(keys)
         if self._order is not None and self._order[0] == keys:
             return self._order[1]
@@ -126,13 +130,6 @@ class SeriesScorer:
         self._order = (keys, rows)
         return rows
 
-    def rows_of(self, keys: Sequence[Hashable]) -> np.ndarray:
-        """The row numbers of ``keys``, new keys getting fresh rows.
-
-        :raises ValueError: for duplicate keys.
-        """
-        return self._rows_for(keys)
-
     def update(self, now_ms: int, keys: Sequence[Hashable], values: np.ndarray | Sequence[float],
                learn: np.ndarray | Callable[[Scores], np.ndarray] | None = None) -> Scores:
         """Score one value per key at ``now_ms`` (shape ``(n,)``, aligned with ``keys``) and learn them; a new
@@ -146,7 +143,7 @@ class SeriesScorer:
         values = np.asarray(values, dtype=float)
         if values.shape != (len(keys),):
             raise ValueError(f"SeriesScorer.update: {len(keys)} keys but values of shape {values.shape}")
-        rows = self._rows_for(keys)
+        rows = self.rows_of(keys)
         self.last_ms[rows] = now_ms
         if learn is None or (isinstance(learn, np.ndarray) and learn.all()):
             return self._step(now_ms, rows, values)
@@ -426,7 +423,10 @@ class ScoringEngine:
                 learnt[i] = outside[i] and not reviews[i].excluded(raw, self.exclude_above, counts[i])
             return learnt
 
-        self.scorer.update(now_ms, keys, values, review)
+        if self.exclude_above == math.inf:  # nothing to decide from the scores: no step to undo but events'
+            review(self.scorer.update(now_ms, keys, values, outside))
+        else:
+            self.scorer.update(now_ms, keys, values, review)
         self.recent.append(recent_rows[learnt], np.asarray(values)[learnt])
         scores = {}
         for i, key in enumerate(keys):

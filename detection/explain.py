@@ -167,7 +167,8 @@ def explain(series: pd.Series, detector: Detector | None = None, *, labels: Mapp
     :param policy: direction, sensitivity and floors (default: both directions, no floor).
     :param rebaseline: re-baseline after a confirmed level shift (the detector is restarted with ``fit``).
     :param exclude_above: a point scoring this is scored but not learnt (:meth:`SeriesReview.excluded`), as the
-        live engine does (its default: 1.1 with ``Ensemble(onset_half_life=0)``); default: every point is learnt.
+        live engine does with ``detection.exclude_above`` set; default: every point is learnt (the engine's
+        default for the ensemble).
     :param threshold: ``anomalous`` is ``score >= threshold`` (the detector's scale: about 1.1 for the
         ensemble's record ratios, 5 for robust z).
     :returns: a frame on ``series``' index with the columns :data:`COLUMNS` (``detectors`` comma-separated).
@@ -186,7 +187,7 @@ def explain(series: pd.Series, detector: Detector | None = None, *, labels: Mapp
         before = copy.deepcopy(detector) if events or exclude else None  # to score a point without learning it
         raw = detector.update(t, v)
         rows.append(review.review(raw, events, floors, float(recent.sigma(row)[0])))
-        excluded = review.excluded(raw, exclude_above, int(recent.count[row[0]]))
+        excluded = not events and review.excluded(raw, exclude_above, int(recent.count[row[0]]))  # as the engine
         if events or excluded:
             detector = before
         if not events and not math.isnan(v):

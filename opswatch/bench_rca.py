@@ -7,13 +7,13 @@ warm-up it injects N faults one after another (:func:`pick_scenarios`: round-rob
 seeded target each), then a fault-free stretch with legitimate surges (``POST /surges``). Afterwards BARO and
 n-sigma (:mod:`opswatch.rca_baselines`) rank root causes on the golden signals OpsWatch stored in the run.
 
-An incident of either system is attributed the same way (:func:`attribute_windows`), as the on-call engineer
-meets it: every incident that opens in a fault's *window* (its start to ``attribution_seconds`` after its end)
-is one of that fault's incidents, whatever its nodes: a page on another service during the fault is one more
-page for the same fault. The fault's *first* incident (for AC@k and time to notify) is the first whose nodes
-(alerts and root-cause candidates) include the fault's node, else the first opened in the window
-(:func:`opswatch.scenarios.attribute`). For Alertmanager an incident is one notification group (``groupKey``)
-from its first firing notification until it resolves.
+An incident of either system is attributed the same way (:func:`opswatch.scenarios.attribute` with
+``whole_window``), as the on-call engineer meets it: every incident that opens in a fault's *window* (its start
+to ``attribution_seconds`` after its end) is one of that fault's incidents, whatever its nodes: a page on
+another service during the fault is one more page for the same fault. The fault's *first* incident (for AC@k
+and time to notify) is the first whose nodes (alerts and root-cause candidates) include the fault's node, else
+the first opened in the window. For Alertmanager an incident is one notification group (``groupKey``) from its
+first firing notification until it resolves.
 
 Keys, for OpsWatch and per baseline (null where a key means nothing for that system; the ranking-only
 BARO and n-sigma have only the AC@k keys, Prometheus + Alertmanager ranks nothing so its AC@k are null):
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import random
 import statistics
@@ -118,27 +117,6 @@ def median(values: list[float | None]) -> float | None:
 
 def _round(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
-
-
-def attribute_windows(faults: list[dict], surges: list[dict], incidents: list[dict], attribution_seconds: float
-                      ) -> tuple[list[Outcome], list[dict]]:
-    """Split ``incidents`` (records with ``id``, ``opened_at``, ``root_causes`` and ``alerts``, each alert with
-    ``node``) between the ``faults`` (ground-truth records, in time order) and the false incidents, as the
-    module docstring says: :func:`opswatch.scenarios.attribute` first (each fault's incidents on its node, or
-    those opened during it), then every other incident opened in a fault's window joins that fault (the
-    earliest window holding it), after them, oldest first. A false incident carries ``on_surge``."""
-    outcomes, unmatched = attribute(faults, surges, incidents, attribution_seconds)
-    grace_ms = attribution_seconds * 1000
-    false = []
-    for incident in sorted(unmatched, key=lambda i: parse_rfc3339(i["opened_at"])):
-        opened = parse_rfc3339(incident["opened_at"])
-        outcome = next((o for o in outcomes if parse_rfc3339(o.fault["start"]) <= opened
-                        <= parse_rfc3339(o.fault["end"]) + grace_ms), None)
-        if outcome is None:
-            false.append(incident)
-        else:
-            outcome.incidents.append({k: v for k, v in incident.items() if k != "on_surge"})
-    return outcomes, false
 
 
 def score_incidents(outcomes: list[Outcome], false: list[dict], alerts: int, fault_free_hours: float,
@@ -225,17 +203,14 @@ async def run_bench(config: OpsWatchConfig, scenarios: list[Scenario], *, seed: 
     surge_bodies = [{"kind": kind, "duration_seconds": fault_free_seconds / 2} for kind in surges]
     run = await run_scenarios(config, scenarios, rate=rate, seed=seed, baseline_seconds=baseline_seconds,
                               gap_seconds=gap_seconds, attribution_seconds=attribution_seconds,
-                              fault_free_seconds=fault_free_seconds, surges=surge_bodies, peers=peers)
+                              fault_free_seconds=fault_free_seconds, surges=surge_bodies, peers=peers,
+                              whole_window=True)
     hours = max(0.0, run.fault_free_seconds - baseline_seconds) / 3600
     faults = [o.fault for o in run.outcomes]
     surges_truth = [r for r in run.truth if not r.get("fault")]
-    incidents = [i for o in run.outcomes for i in o.incidents] + [
-        {k: v for k, v in i.items() if k != "on_surge"} for i in run.false_incidents]
-    outcomes, false = attribute_windows(faults, surges_truth, incidents, attribution_seconds)
-    run = dataclasses.replace(run, outcomes=outcomes, false_incidents=false)
 
     groups, notified = notification_groups(notifications)
-    am_outcomes, am_false = attribute_windows(faults, surges_truth, groups, attribution_seconds)
+    am_outcomes, am_false = attribute(faults, surges_truth, groups, attribution_seconds, whole_window=True)
 
     store = SQLiteStore(data_dir / "opswatch.db")
     try:

@@ -9,6 +9,10 @@ and goes on to the next. At the end every incident is attributed:
 * to a fault when it opened during the fault or within ``attribution_seconds`` after it ended, and its
   nodes include the fault's node (the target; either end of a ``network_partition``), or any incident
   opened during the fault when none did;
+* with ``whole_window``, every other incident opened in a fault's window (its start to
+  ``attribution_seconds`` after its end) is that fault's too, after those: as the on-call engineer meets
+  it, a page on another service during a fault is one more page for the same fault (the RCA benchmark's
+  rule, for OpsWatch and Alertmanager alike);
 * else it is a false incident (``on_surge`` says whether a legitimate surge was under way).
 
 Used by ``opswatch platform scenario`` and by the RCA benchmark. Times are the platform's and OpsWatch's
@@ -127,10 +131,13 @@ def _nodes(incident: dict) -> set[str]:
     return {c["node"] for c in incident["root_causes"]} | {a.get("node") for a in incident["alerts"]}
 
 
-def attribute(faults: list[dict], surges: list[dict], incidents: list[dict], attribution_seconds: float
-              ) -> tuple[list[Outcome], list[dict]]:
-    """Split ``incidents`` (API incident views) between the ``faults`` (ground-truth records) and the
-    false incidents, as the module docstring says; a false incident gets ``on_surge``."""
+def attribute(faults: list[dict], surges: list[dict], incidents: list[dict], attribution_seconds: float,
+              whole_window: bool = False) -> tuple[list[Outcome], list[dict]]:
+    """Split ``incidents`` (API incident views, or records with ``id``, ``opened_at``, ``root_causes`` and
+    ``alerts`` with ``node``) between the ``faults`` (ground-truth records, in time order) and the false
+    incidents, as the module docstring says; a false incident gets ``on_surge``. With ``whole_window`` an
+    incident the first pass left over joins the earliest fault whose window holds its opening, after that
+    fault's own incidents."""
     grace_ms = attribution_seconds * 1000
     taken: set[str] = set()
     outcomes = []
@@ -143,6 +150,14 @@ def attribute(faults: list[dict], surges: list[dict], incidents: list[dict], att
         mine.sort(key=lambda i: i["opened_at"])
         taken.update(i["id"] for i in mine)
         outcomes.append(Outcome(fault, mine))
+    if whole_window:
+        for incident in sorted((i for i in incidents if i["id"] not in taken), key=lambda i: i["opened_at"]):
+            opened = parse_rfc3339(incident["opened_at"])
+            outcome = next((o for o in outcomes if parse_rfc3339(o.fault["start"]) <= opened
+                            <= parse_rfc3339(o.fault["end"]) + grace_ms), None)
+            if outcome is not None:
+                outcome.incidents.append(incident)
+                taken.add(incident["id"])
     false = []
     for incident in incidents:
         if incident["id"] in taken:
@@ -157,8 +172,8 @@ async def run_scenarios(config: OpsWatchConfig, scenarios: list[Scenario], *, ra
                         baseline_seconds: float = 60.0, gap_seconds: float = 60.0,
                         attribution_seconds: float = 30.0, fault_free_seconds: float = 0.0,
                         surges: Sequence[dict] = (),
-                        peers: Callable[[PlatformProcess], contextlib.AbstractAsyncContextManager] | None = None
-                        ) -> ScenarioRun:
+                        peers: Callable[[PlatformProcess], contextlib.AbstractAsyncContextManager] | None = None,
+                        whole_window: bool = False) -> ScenarioRun:
     """Run ``scenarios`` live and headless, one after another, and attribute what OpsWatch reported (see
     the module docstring). ``config.data_dir`` holds the store, the platform's ground truth and the reports.
 
@@ -166,7 +181,8 @@ async def run_scenarios(config: OpsWatchConfig, scenarios: list[Scenario], *, ra
     of the platform's ``POST /surges``, e.g. ``{"kind": "celebrity_live", "duration_seconds": 60}``) starts
     at the beginning of that stretch: legitimate surges, recorded in the ground truth as not faults.
     ``peers(platform)``, when given, is an async context manager entered once the platform is up and left
-    after the run (e.g. another monitoring stack scraping the same targets).
+    after the run (e.g. another monitoring stack scraping the same targets). ``whole_window``: see
+    :func:`attribute`.
 
     :raises RuntimeError: when the platform does not start; :raises httpx.HTTPStatusError: when the
         platform refuses a fault or a surge (the message names it).
@@ -182,7 +198,7 @@ async def run_scenarios(config: OpsWatchConfig, scenarios: list[Scenario], *, ra
         truth = await platform.faults()
     faults = [r for r in truth if r.get("fault")]
     surges = [r for r in truth if not r.get("fault")]
-    outcomes, false = attribute(faults, surges, pipeline.snapshot.incidents, attribution_seconds)
+    outcomes, false = attribute(faults, surges, pipeline.snapshot.incidents, attribution_seconds, whole_window)
     fault_seconds = sum(s.for_seconds + attribution_seconds for s in scenarios)
     alerts = sum(len(i["alerts"]) for i in pipeline.snapshot.incidents)  # every alert that paged joined one
     return ScenarioRun(outcomes, false, truth, alerts, seconds, max(0.0, seconds - fault_seconds))

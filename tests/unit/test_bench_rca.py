@@ -14,12 +14,12 @@ import pytest
 
 from alerting.model import rfc3339
 from collectors.samples import Sample
-from opswatch.bench_rca import (KEYS, ac_at, attribute_windows, baseline_windows, median, noise_reduction,
+from opswatch.bench_rca import (KEYS, ac_at, baseline_windows, median, noise_reduction,
                                 pick_scenarios, purity, relevant_nodes, score_incidents, score_rankings)
 from opswatch.peer_stack import (Grouping, WebhookLog, alert_instances, alertmanager_config, notification_groups,
                                  prometheus_config)
 from opswatch.rca_baselines import change_point, rank_fault, rank_nodes, signal_frame
-from opswatch.scenarios import Outcome
+from opswatch.scenarios import Outcome, attribute
 from sample_platform.faults import FAULT_KINDS, valid_targets
 from storage.sqlite import SQLiteStore
 from topology.graph import REFERENCE_PLATFORM, Topology
@@ -203,7 +203,7 @@ def test_every_page_opened_in_a_fault_window_is_one_of_its_incidents_for_alertma
             firing(320, "user", "e2", "user"),       # postgres's fault pages only on user
             firing(650, "live", "f", "live")]        # during a surge: false
     groups, alerts = notification_groups(sent)
-    outcomes, false = attribute_windows([post, postgres], [surge], groups, attribution_seconds=30)
+    outcomes, false = attribute([post, postgres], [surge], groups, attribution_seconds=30, whole_window=True)
     assert [[i["alerts"][0]["node"] for i in o.incidents] for o in outcomes] == [
         ["post", "feed", "gateway", "cdn-b"], ["user"]]  # the fault's own node first
     assert [(i["alerts"][0]["node"], i["on_surge"]) for i in false] == [("cdn-a", False), ("user", False),
@@ -220,7 +220,7 @@ def test_opswatch_incidents_are_attributed_by_the_same_windows():
                  incident("A", 110, ["gift"], ["gift", "gateway"], paged=115),
                  incident("C", 170, ["cdn-a"], ["cdn-a"], paged=None),  # in the grace
                  incident("D", 400, ["gift"], ["gift"], paged=405)]
-    [outcome], false = attribute_windows([gift], [], incidents, attribution_seconds=30)
+    [outcome], false = attribute([gift], [], incidents, attribution_seconds=30, whole_window=True)
     assert [i["id"] for i in outcome.incidents] == ["A", "B", "C"] and [i["id"] for i in false] == ["D"]
     assert outcome.rank() == 1 and outcome.seconds_to("paged") == 15.0
     assert all("on_surge" not in i for i in outcome.incidents)
